@@ -1,0 +1,1670 @@
+/*
+ * shmcache-bench.c - prefork load generator for libshmcache.
+ *
+ * The parent creates a segment, preloads N fixed-size keys, closes its handle
+ * and forks P workers that attach by name (the way a prefork server's workers
+ * would), so every run also exercises attach. Workers precompute their whole
+ * key sequence before a shared start flag is raised, then run a timed loop in
+ * which the only work besides the cache operation is reading the next index
+ * and, once per 64 operations, two clock reads around a single operation.
+ *
+ * Every workload also runs on "the floor": a plain, unsynchronised
+ * open-addressing table in a shared mapping, hashed with the same XXH3. It
+ * does the minimum any shared hash table must do (hash, probe, compare,
+ * copy), so ours / floor says how much the cache's safety costs, and the
+ * floor's own 2p/1p scaling tells how much of our scaling loss is the
+ * machine's (memory bandwidth, shared caches) rather than ours.
+ *
+ * A separate phase fills a fresh 64 MiB segment until it is full and reports
+ * the memory overhead per item, counting every byte that is not payload.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Inlined so that the floor needs no extra link dependency; it is the same
+ * XXH3_64bits algorithm the library uses. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "shmcache.h"
+
+/* ------------------------------------------------------------ constants */
+
+#define SEQ_LEN (1u << 20)            /* precomputed ops per worker (power of 2) */
+#define SEQ_MASK (SEQ_LEN - 1u)
+#define OP_SET_BIT 0x80000000u        /* sequence entry: do a SET, not a GET */
+#define OP_INDEX_MASK 0x7fffffffu     /* sequence entry: the key index */
+#define MAX_KEYS ((uint64_t)OP_INDEX_MASK)
+#define CLOCK_CHECK_OPS 1024u         /* ops between deadline checks */
+#define SAMPLE_EVERY 64u              /* one latency sample per this many ops */
+#define SAMPLE_MAX_RATE 64e6          /* per-process ops/s the sample buffer fits */
+#define SAMPLE_CAP_MAX (1u << 24)
+#define MAX_PROCS_LIST 32
+#define MAX_PROCS 1024u
+#define MAX_VALUE_SIZE (16u << 20)
+#define MIB ((size_t)1 << 20)
+#define OVERHEAD_SEGMENT_BYTES (64 * MIB)
+#define NAME_MAX_LEN 196              /* 200 allowed, minus the ".ovh" suffix */
+#define READY_TIMEOUT_S 60.0          /* attach (5 s max) + sequence building */
+#define FINISH_GRACE_S 60.0           /* past --seconds before a worker is killed */
+#define POLL_NS 2000000L              /* parent's child-polling period */
+#define BENCH_EBADVALUE (-2000)       /* a hit returned bytes we never stored */
+
+/* ------------------------------------------------------------ workloads */
+
+enum workload { WL_GET_UNIFORM, WL_GET_ZIPF, WL_MIX, WL_SET, WL_COUNT };
+
+static const struct workload_info {
+	const char *name;
+	bool zipf;            /* zipf-distributed keys, else uniform */
+	unsigned set_percent; /* share of operations that are SETs */
+} workload_table[WL_COUNT] = {
+	[WL_GET_UNIFORM] = { "get-uniform", false, 0 },
+	[WL_GET_ZIPF] = { "get-zipf", true, 0 },
+	[WL_MIX] = { "mix", true, 10 },
+	[WL_SET] = { "set", true, 100 },
+};
+
+enum backend { BACKEND_SHMC, BACKEND_FLOOR };
+
+/* --------------------------------------------------------------- config */
+
+struct config {
+	uint64_t keys;
+	size_t key_size;
+	size_t value_size;
+	unsigned procs[MAX_PROCS_LIST];
+	size_t nprocs;
+	double seconds;
+	bool workloads[WL_COUNT];
+	double zipf_theta;
+	size_t segment_bytes; /* 0 until derived from keys and sizes */
+	bool floor;
+	bool json;
+	bool overhead_only;
+	bool overhead;
+	unsigned runs;
+	char name[NAME_MAX_LEN + 1];
+};
+
+/* --------------------------------------------------------------- random */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* xorshift64*: fast, and good enough to pick keys. state must not be 0. */
+static inline uint64_t xorshift_next(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t xorshift_seed(uint64_t seed)
+{
+	uint64_t s = splitmix64(&seed);
+	return s ? s : 1;
+}
+
+/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
+static inline uint64_t range_map(uint64_t x, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)x * n) >> 64);
+}
+
+static inline double uniform_unit(uint64_t *state)
+{
+	return (double)(xorshift_next(state) >> 11) * 0x1.0p-53;
+}
+
+/* Zipf over ranks [0, n) by Gray et al., "Quickly generating billion-record
+ * synthetic databases" (SIGMOD 1994): O(n) setup, O(1) per draw, no table.
+ * Valid for 0 <= theta < 1. */
+struct zipf {
+	uint64_t n;
+	double theta, alpha, zetan, eta, half_pow_theta;
+};
+
+static void zipf_init(struct zipf *z, uint64_t n, double theta)
+{
+	double zetan = 0.0;
+	for (uint64_t i = 1; i <= n; i++)
+		zetan += 1.0 / pow((double)i, theta);
+	double zeta2 = 1.0 + pow(0.5, theta);
+	z->n = n;
+	z->theta = theta;
+	z->alpha = 1.0 / (1.0 - theta);
+	z->zetan = zetan;
+	z->half_pow_theta = pow(0.5, theta);
+	z->eta = n > 2 ? (1.0 - pow(2.0 / (double)n, 1.0 - theta)) / (1.0 - zeta2 / zetan)
+		       : 1.0;
+}
+
+static uint64_t zipf_next(const struct zipf *z, uint64_t *state)
+{
+	double u = uniform_unit(state);
+	double uz = u * z->zetan;
+	if (uz < 1.0 || z->n < 2)
+		return 0;
+	if (uz < 1.0 + z->half_pow_theta)
+		return 1;
+	uint64_t rank = (uint64_t)((double)z->n * pow(z->eta * u - z->eta + 1.0, z->alpha));
+	return rank < z->n ? rank : z->n - 1;
+}
+
+/* ---------------------------------------------------------------- clock */
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int compare_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Cost of one clock_gettime pair: every latency sample includes it, so it
+ * is printed next to the results rather than silently subtracted. */
+static uint32_t timer_overhead_ns(void)
+{
+	enum { TRIES = 1001 };
+	uint32_t d[TRIES];
+	for (int i = 0; i < TRIES; i++) {
+		uint64_t t0 = now_ns();
+		uint64_t t1 = now_ns();
+		d[i] = (uint32_t)(t1 - t0);
+	}
+	qsort(d, TRIES, sizeof d[0], compare_u32);
+	return d[TRIES / 2];
+}
+
+/* -------------------------------------------------------------- dataset */
+
+/* Everything workers read but never write. Built before fork, so children
+ * share its pages copy-on-write and pay nothing to get it. */
+struct dataset {
+	uint64_t keys;
+	size_t key_size;
+	size_t value_size;
+	size_t stamp_bytes;         /* leading value bytes that carry the index */
+	char *key_bytes;            /* key i at key_bytes + i * key_size */
+	unsigned char *value_template;
+	uint32_t *rank_to_key;      /* zipf rank -> key index (a permutation) */
+	struct zipf zipf;
+};
+
+/* key i = "k" followed by i in decimal, zero-padded to key_size bytes. */
+static void key_format(char *out, size_t key_size, uint64_t i)
+{
+	char tmp[32 + 1];
+	int digits = snprintf(tmp, sizeof tmp, "%" PRIu64, i);
+	size_t pad = key_size - 1 - (size_t)digits;
+	out[0] = 'k';
+	memset(out + 1, '0', pad);
+	memcpy(out + 1 + pad, tmp, (size_t)digits);
+}
+
+static unsigned decimal_digits(uint64_t v)
+{
+	unsigned d = 1;
+	while (v >= 10) {
+		v /= 10;
+		d++;
+	}
+	return d;
+}
+
+/* Value of key i: a fixed pattern whose first bytes are the index, so a GET
+ * can check it got its own key's value at the cost of one short compare, and
+ * a SET can build the value by stamping 8 bytes into a copy of the pattern. */
+static void value_stamp(unsigned char *value, size_t stamp_bytes, uint64_t i)
+{
+	memcpy(value, &i, stamp_bytes);
+}
+
+static inline bool value_matches(const struct dataset *ds, const unsigned char *value,
+				 size_t vlen, uint64_t i)
+{
+	return vlen == ds->value_size && memcmp(value, &i, ds->stamp_bytes) == 0;
+}
+
+static int dataset_build(struct dataset *ds, const struct config *cfg)
+{
+	ds->keys = cfg->keys;
+	ds->key_size = cfg->key_size;
+	ds->value_size = cfg->value_size;
+	ds->stamp_bytes = cfg->value_size < sizeof(uint64_t) ? cfg->value_size
+							     : sizeof(uint64_t);
+	ds->key_bytes = malloc(ds->keys * ds->key_size);
+	ds->value_template = malloc(ds->value_size ? ds->value_size : 1);
+	ds->rank_to_key = malloc(ds->keys * sizeof(uint32_t));
+	if (!ds->key_bytes || !ds->value_template || !ds->rank_to_key) {
+		fprintf(stderr, "shmcache-bench: out of memory for %" PRIu64 " keys\n",
+			ds->keys);
+		return -1;
+	}
+	for (uint64_t i = 0; i < ds->keys; i++)
+		key_format(ds->key_bytes + i * ds->key_size, ds->key_size, i);
+	for (size_t j = 0; j < ds->value_size; j++)
+		ds->value_template[j] = (unsigned char)(j * 131u + 7u);
+
+	/* Zipf's hottest ranks map to scattered keys: without this the hot set
+	 * would be the first keys preloaded, packed next to each other in the
+	 * log, and the benchmark would measure that accidental locality. */
+	uint64_t rng = xorshift_seed(0x5eedull);
+	for (uint64_t i = 0; i < ds->keys; i++)
+		ds->rank_to_key[i] = (uint32_t)i;
+	for (uint64_t i = ds->keys - 1; i > 0; i--) {
+		uint64_t j = range_map(xorshift_next(&rng), i + 1);
+		uint32_t t = ds->rank_to_key[i];
+		ds->rank_to_key[i] = ds->rank_to_key[j];
+		ds->rank_to_key[j] = t;
+	}
+	zipf_init(&ds->zipf, ds->keys, cfg->zipf_theta);
+	return 0;
+}
+
+static void dataset_free(struct dataset *ds)
+{
+	free(ds->key_bytes);
+	free(ds->value_template);
+	free(ds->rank_to_key);
+	memset(ds, 0, sizeof *ds);
+}
+
+static inline const char *dataset_key(const struct dataset *ds, uint32_t i)
+{
+	return ds->key_bytes + (size_t)i * ds->key_size;
+}
+
+/* ---------------------------------------------------------------- floor */
+
+/* The floor: linear probing over slots {key, value, used}, capacity twice
+ * the keys, no locks, no versions, no expiry. The stride is rounded to 8
+ * bytes as any real table would. Shared (MAP_SHARED) so that all workers
+ * hit the same memory, as they do with the cache. */
+struct floor_table {
+	unsigned char *slots;
+	size_t capacity;
+	size_t stride;
+	size_t used_offset;
+	size_t map_bytes;
+	size_t key_size;
+	size_t value_size;
+};
+
+static inline size_t floor_home(const struct floor_table *f, const void *key)
+{
+	return (size_t)range_map(XXH3_64bits(key, f->key_size), f->capacity);
+}
+
+/* The slot holding key, or the empty slot where it would go. Terminates
+ * because the table is never more than half full. */
+static inline unsigned char *floor_probe(const struct floor_table *f, const void *key)
+{
+	size_t i = floor_home(f, key);
+	for (;;) {
+		unsigned char *slot = f->slots + i * f->stride;
+		if (!slot[f->used_offset] || memcmp(slot, key, f->key_size) == 0)
+			return slot;
+		if (++i == f->capacity)
+			i = 0;
+	}
+}
+
+static inline int floor_get(const struct floor_table *f, const void *key, void *buf,
+			    size_t *vlen)
+{
+	const unsigned char *slot = floor_probe(f, key);
+	if (!slot[f->used_offset])
+		return SHMC_ENOTFOUND;
+	memcpy(buf, slot + f->key_size, f->value_size);
+	*vlen = f->value_size;
+	return 0;
+}
+
+static inline int floor_set(const struct floor_table *f, const void *key, const void *val)
+{
+	unsigned char *slot = floor_probe(f, key);
+	if (!slot[f->used_offset])
+		return SHMC_ENOTFOUND; /* workloads only overwrite preloaded keys */
+	memcpy(slot + f->key_size, val, f->value_size);
+	return 0;
+}
+
+static void floor_insert(const struct floor_table *f, const void *key, const void *val)
+{
+	unsigned char *slot = floor_probe(f, key);
+	memcpy(slot, key, f->key_size);
+	memcpy(slot + f->key_size, val, f->value_size);
+	slot[f->used_offset] = 1;
+}
+
+static int floor_create(struct floor_table *f, const struct dataset *ds)
+{
+	f->key_size = ds->key_size;
+	f->value_size = ds->value_size;
+	f->used_offset = ds->key_size + ds->value_size;
+	f->stride = (f->used_offset + 1 + 7) & ~(size_t)7;
+	f->capacity = (size_t)ds->keys * 2;
+	if (f->capacity > SIZE_MAX / f->stride) {
+		fprintf(stderr, "shmcache-bench: floor table too large\n");
+		return -1;
+	}
+	f->map_bytes = f->capacity * f->stride;
+	void *p = mmap(NULL, f->map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		       -1, 0);
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "shmcache-bench: floor mmap of %zu bytes: %s\n", f->map_bytes,
+			strerror(errno));
+		f->slots = NULL;
+		return -1;
+	}
+	f->slots = p;
+
+	unsigned char *value = malloc(ds->value_size ? ds->value_size : 1);
+	if (!value) {
+		fprintf(stderr, "shmcache-bench: out of memory\n");
+		return -1;
+	}
+	memcpy(value, ds->value_template, ds->value_size);
+	for (uint64_t i = 0; i < ds->keys; i++) {
+		value_stamp(value, ds->stamp_bytes, i);
+		floor_insert(f, dataset_key(ds, (uint32_t)i), value);
+	}
+	free(value);
+	return 0;
+}
+
+static void floor_destroy(struct floor_table *f)
+{
+	if (f->slots)
+		munmap(f->slots, f->map_bytes);
+	f->slots = NULL;
+}
+
+/* --------------------------------------------------------- control block */
+
+/* Written by worker id only, read by the parent after the worker exited
+ * (waitpid orders the accesses). */
+struct worker_result {
+	uint64_t ops;
+	uint64_t misses;
+	uint64_t errors;
+	uint64_t elapsed_ns;
+	uint64_t samples_taken; /* may exceed the buffer: it is then a ring */
+	int32_t first_error;
+	int32_t pad;
+};
+
+/* One per measurement, MAP_SHARED|MAP_ANONYMOUS, created before fork.
+ * Latency samples follow the header: worker w owns sample_cap uint32_t. */
+struct control {
+	atomic_uint ready; /* workers done attaching and precomputing */
+	atomic_int go;     /* 0 wait, 1 start, -1 abort */
+	unsigned nworkers;
+	size_t sample_cap;
+	size_t map_bytes;
+	size_t samples_offset;
+	struct worker_result results[];
+};
+
+static inline uint32_t *control_samples(struct control *ctl, unsigned worker)
+{
+	return (uint32_t *)((char *)ctl + ctl->samples_offset) + (size_t)worker * ctl->sample_cap;
+}
+
+static struct control *control_create(unsigned nworkers, double seconds)
+{
+	double cap_d = seconds * SAMPLE_MAX_RATE / SAMPLE_EVERY + 4096.0;
+	size_t cap = cap_d > SAMPLE_CAP_MAX ? SAMPLE_CAP_MAX : (size_t)cap_d;
+	size_t header = sizeof(struct control) + nworkers * sizeof(struct worker_result);
+	size_t offset = (header + 63) & ~(size_t)63;
+	size_t bytes = offset + (size_t)nworkers * cap * sizeof(uint32_t);
+	/* MAP_NORESERVE: pages are only touched as samples are written. */
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "shmcache-bench: control mmap: %s\n", strerror(errno));
+		return NULL;
+	}
+	struct control *ctl = p;
+	atomic_init(&ctl->ready, 0);
+	atomic_init(&ctl->go, 0);
+	ctl->nworkers = nworkers;
+	ctl->sample_cap = cap;
+	ctl->map_bytes = bytes;
+	ctl->samples_offset = offset;
+	return ctl;
+}
+
+static void control_destroy(struct control *ctl)
+{
+	if (ctl)
+		munmap(ctl, ctl->map_bytes);
+}
+
+/* --------------------------------------------------------------- signals */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static void signals_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: sleeps return early so the parent notices at once,
+	 * kills its workers and unlinks its segments. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void signals_default(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+}
+
+/* ---------------------------------------------------------------- worker */
+
+struct bench;
+
+/* A worker's private state, in the child only. */
+struct worker {
+	const struct dataset *ds;
+	const struct floor_table *floor_tab;
+	shmc_cache *cache;
+	uint32_t *seq;
+	unsigned char *get_buf; /* private copy-out buffer, hot in L1 */
+	unsigned char *set_buf; /* value pattern, stamped per SET */
+	uint32_t *samples;
+	size_t sample_cap;
+	size_t sample_pos;
+	uint64_t samples_taken;
+	uint64_t ops;
+	uint64_t misses;
+	uint64_t errors;
+	int first_error;
+};
+
+/* Deterministic per (workload, worker, run): ours and the floor replay
+ * exactly the same operations. */
+static void seq_build(uint32_t *seq, const struct dataset *ds, enum workload wl,
+		      uint64_t seed)
+{
+	const struct workload_info *info = &workload_table[wl];
+	uint64_t rng = xorshift_seed(seed);
+	for (size_t k = 0; k < SEQ_LEN; k++) {
+		uint32_t key;
+		if (info->zipf)
+			key = ds->rank_to_key[zipf_next(&ds->zipf, &rng)];
+		else
+			key = (uint32_t)range_map(xorshift_next(&rng), ds->keys);
+		bool is_set = info->set_percent >= 100 ||
+			      (info->set_percent > 0 &&
+			       range_map(xorshift_next(&rng), 100) < info->set_percent);
+		seq[k] = key | (is_set ? OP_SET_BIT : 0u);
+	}
+}
+
+static inline __attribute__((always_inline)) int
+op_execute(struct worker *w, enum backend backend, uint32_t code)
+{
+	const struct dataset *ds = w->ds;
+	uint32_t i = code & OP_INDEX_MASK;
+	const char *key = dataset_key(ds, i);
+
+	if (code & OP_SET_BIT) {
+		value_stamp(w->set_buf, ds->stamp_bytes, i);
+		if (backend == BACKEND_SHMC)
+			return shmc_set(w->cache, key, ds->key_size, w->set_buf,
+					ds->value_size, 0, 0);
+		return floor_set(w->floor_tab, key, w->set_buf);
+	}
+
+	size_t vlen = 0;
+	int rc;
+	if (backend == BACKEND_SHMC)
+		rc = shmc_get(w->cache, key, ds->key_size, w->get_buf, ds->value_size, &vlen);
+	else
+		rc = floor_get(w->floor_tab, key, w->get_buf, &vlen);
+	if (rc == 0 && !value_matches(ds, w->get_buf, vlen, i))
+		rc = BENCH_EBADVALUE;
+	return rc;
+}
+
+/* Kept out of line: it runs only when something is wrong. */
+static __attribute__((noinline, cold)) void tally_failure(struct worker *w, int rc)
+{
+	if (rc == SHMC_ENOTFOUND) {
+		w->misses++;
+		return;
+	}
+	if (w->errors++ == 0)
+		w->first_error = rc;
+}
+
+static inline __attribute__((always_inline)) void tally(struct worker *w, int rc)
+{
+	if (rc != 0)
+		tally_failure(w, rc);
+}
+
+/* The sample buffer becomes a ring when full: the last samples are kept. */
+static inline void sample_record(struct worker *w, uint64_t ns)
+{
+	w->samples[w->sample_pos] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+	if (++w->sample_pos == w->sample_cap)
+		w->sample_pos = 0;
+	w->samples_taken++;
+}
+
+/* The hot loop: next op from the precomputed sequence, one timed op in 64,
+ * a deadline check every 1024. Inlined per backend so that each loop is
+ * straight-line code for one backend. */
+static inline __attribute__((always_inline)) void
+timed_loop(struct worker *w, enum backend backend, uint64_t deadline_ns)
+{
+	const uint32_t *seq = w->seq;
+	size_t pos = 0;
+	uint64_t ops = 0;
+
+	for (;;) {
+		for (unsigned group = 0; group < CLOCK_CHECK_OPS / SAMPLE_EVERY; group++) {
+			uint64_t t0 = now_ns();
+			int rc = op_execute(w, backend, seq[pos]);
+			uint64_t t1 = now_ns();
+			pos = (pos + 1) & SEQ_MASK;
+			sample_record(w, t1 - t0);
+			tally(w, rc);
+			for (unsigned k = 1; k < SAMPLE_EVERY; k++) {
+				tally(w, op_execute(w, backend, seq[pos]));
+				pos = (pos + 1) & SEQ_MASK;
+			}
+		}
+		ops += CLOCK_CHECK_OPS;
+		if (now_ns() >= deadline_ns)
+			break;
+	}
+	w->ops = ops;
+}
+
+static void timed_loop_shmc(struct worker *w, uint64_t deadline_ns)
+{
+	timed_loop(w, BACKEND_SHMC, deadline_ns);
+}
+
+static void timed_loop_floor(struct worker *w, uint64_t deadline_ns)
+{
+	timed_loop(w, BACKEND_FLOOR, deadline_ns);
+}
+
+/* One untimed GET per key before the start: a freshly forked process takes
+ * a minor page fault on its first touch of every page of a shared mapping,
+ * and the timed loop should measure the cache, not the page tables. */
+static void worker_warm(struct worker *w, enum backend backend)
+{
+	for (uint64_t i = 0; i < w->ds->keys; i++)
+		(void)op_execute(w, backend, (uint32_t)i);
+}
+
+struct worker_args {
+	const struct dataset *ds;
+	const struct floor_table *floor_tab;
+	const char *segment_name;
+	struct control *ctl;
+	unsigned id;
+	enum workload wl;
+	enum backend backend;
+	double seconds;
+	uint64_t seed;
+};
+
+/* Runs in the child. Returns the exit status: 0 = ok (including an abort
+ * ordered by the parent), non-zero = this worker failed. */
+static int worker_main(const struct worker_args *a)
+{
+	struct worker w;
+	memset(&w, 0, sizeof w);
+	w.ds = a->ds;
+	w.floor_tab = a->floor_tab;
+	w.samples = control_samples(a->ctl, a->id);
+	w.sample_cap = a->ctl->sample_cap;
+	w.seq = malloc(SEQ_LEN * sizeof(uint32_t));
+	w.get_buf = malloc(a->ds->value_size ? a->ds->value_size : 1);
+	w.set_buf = malloc(a->ds->value_size ? a->ds->value_size : 1);
+	if (!w.seq || !w.get_buf || !w.set_buf) {
+		fprintf(stderr, "shmcache-bench: worker %u: out of memory\n", a->id);
+		return 3;
+	}
+	memcpy(w.set_buf, a->ds->value_template, a->ds->value_size);
+	seq_build(w.seq, a->ds, a->wl, a->seed);
+
+	if (a->backend == BACKEND_SHMC) {
+		/* Prefork style: attach by name in the child, as a worker would. */
+		int rc = shmc_open(a->segment_name, NULL, 0, &w.cache);
+		if (rc != 0) {
+			fprintf(stderr, "shmcache-bench: worker %u: shmc_open(%s): %s (%s) %s\n",
+				a->id, a->segment_name, shmc_errname(rc), shmc_strerror(rc),
+				shmc_errmsg(NULL));
+			return 4;
+		}
+	}
+	worker_warm(&w, a->backend);
+
+	atomic_fetch_add_explicit(&a->ctl->ready, 1, memory_order_release);
+	int go;
+	while ((go = atomic_load_explicit(&a->ctl->go, memory_order_acquire)) == 0)
+		sched_yield();
+
+	if (go > 0) {
+		uint64_t start = now_ns();
+		uint64_t deadline = start + (uint64_t)(a->seconds * 1e9);
+		if (a->backend == BACKEND_SHMC)
+			timed_loop_shmc(&w, deadline);
+		else
+			timed_loop_floor(&w, deadline);
+		struct worker_result *r = &a->ctl->results[a->id];
+		r->elapsed_ns = now_ns() - start;
+		r->ops = w.ops;
+		r->misses = w.misses;
+		r->errors = w.errors;
+		r->first_error = w.first_error;
+		r->samples_taken = w.samples_taken;
+	}
+	shmc_close(w.cache);
+	free(w.seq);
+	free(w.get_buf);
+	free(w.set_buf);
+	return 0;
+}
+
+/* ------------------------------------------------------------- the runs */
+
+struct measurement {
+	double ops_per_sec;
+	double p50_ns;
+	double p99_ns;
+	uint64_t misses;
+	uint64_t errors;
+	int first_error;
+};
+
+static void sleep_ns(long ns)
+{
+	struct timespec ts = { 0, ns };
+	nanosleep(&ts, NULL);
+}
+
+static void report_child_status(unsigned id, pid_t pid, int status)
+{
+	if (WIFEXITED(status))
+		fprintf(stderr, "shmcache-bench: worker %u (pid %d) exited with status %d\n",
+			id, (int)pid, WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		fprintf(stderr, "shmcache-bench: worker %u (pid %d) killed by signal %d (%s)\n",
+			id, (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+}
+
+/* Reaps whichever workers have exited; returns how many failed. */
+static unsigned workers_reap(pid_t *pids, unsigned n, unsigned *alive)
+{
+	unsigned failed = 0;
+	for (unsigned i = 0; i < n; i++) {
+		int status;
+		if (pids[i] <= 0 || waitpid(pids[i], &status, WNOHANG) != pids[i])
+			continue;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			report_child_status(i, pids[i], status);
+			failed++;
+		}
+		pids[i] = 0;
+		(*alive)--;
+	}
+	return failed;
+}
+
+static void workers_kill(pid_t *pids, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (pids[i] > 0) {
+			kill(pids[i], SIGKILL);
+			waitpid(pids[i], NULL, 0);
+			pids[i] = 0;
+		}
+	}
+}
+
+/* Waits until every worker is ready (until_ready) or has exited. Returns 0,
+ * or -1 after a failure, a timeout or an interrupt (workers then killed). */
+static int workers_wait(struct control *ctl, pid_t *pids, unsigned n, unsigned *alive,
+			bool until_ready, double timeout_s)
+{
+	uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+	for (;;) {
+		if (workers_reap(pids, n, alive) > 0)
+			break;
+		if (until_ready ? atomic_load(&ctl->ready) == n : *alive == 0)
+			return 0;
+		if (interrupted) {
+			fprintf(stderr, "shmcache-bench: interrupted\n");
+			break;
+		}
+		if (now_ns() >= deadline) {
+			fprintf(stderr, "shmcache-bench: workers did not %s within %.0f s\n",
+				until_ready ? "get ready" : "finish", timeout_s);
+			break;
+		}
+		sleep_ns(POLL_NS);
+	}
+	atomic_store(&ctl->go, -1);
+	workers_kill(pids, n);
+	*alive = 0;
+	return -1;
+}
+
+static double percentile_sorted(const uint32_t *v, size_t n, double q)
+{
+	if (n == 0)
+		return 0.0;
+	return v[(size_t)(q * (double)(n - 1))];
+}
+
+/* Sums the workers' rates and pools their latency samples. */
+static int control_collect(struct control *ctl, struct measurement *m)
+{
+	size_t total = 0;
+	for (unsigned i = 0; i < ctl->nworkers; i++) {
+		uint64_t taken = ctl->results[i].samples_taken;
+		total += taken < ctl->sample_cap ? (size_t)taken : ctl->sample_cap;
+	}
+	uint32_t *all = malloc((total ? total : 1) * sizeof(uint32_t));
+	if (!all) {
+		fprintf(stderr, "shmcache-bench: out of memory for latency samples\n");
+		return -1;
+	}
+	memset(m, 0, sizeof *m);
+	size_t at = 0;
+	for (unsigned i = 0; i < ctl->nworkers; i++) {
+		const struct worker_result *r = &ctl->results[i];
+		if (r->elapsed_ns > 0)
+			m->ops_per_sec += (double)r->ops * 1e9 / (double)r->elapsed_ns;
+		m->misses += r->misses;
+		if (r->errors > 0 && m->errors == 0)
+			m->first_error = r->first_error;
+		m->errors += r->errors;
+		size_t kept = r->samples_taken < ctl->sample_cap ? (size_t)r->samples_taken
+								 : ctl->sample_cap;
+		memcpy(all + at, control_samples(ctl, i), kept * sizeof(uint32_t));
+		at += kept;
+	}
+	qsort(all, total, sizeof(uint32_t), compare_u32);
+	m->p50_ns = percentile_sorted(all, total, 0.50);
+	m->p99_ns = percentile_sorted(all, total, 0.99);
+	free(all);
+	return 0;
+}
+
+/* ----------------------------------------------------------------- bench */
+
+struct scaling {
+	bool valid;
+	double ours;
+	double floor_ratio; /* floor's own scaling; 0 without --floor */
+};
+
+struct overhead_result {
+	bool done;
+	uint64_t items;
+	double bytes_per_item;
+	double bytes_per_item_excl_free;
+};
+
+struct bench {
+	struct config cfg;
+	struct dataset ds;
+	struct floor_table floor_tab;
+	bool segment_created;
+	char overhead_name[NAME_MAX_LEN + 8];
+	bool overhead_created;
+	uint32_t timer_ns;
+	bool saw_failures; /* misses or errors in some run: exit non-zero */
+	double ours_ops[WL_COUNT][MAX_PROCS_LIST];
+	double floor_ops[WL_COUNT][MAX_PROCS_LIST];
+	struct scaling scaling[WL_COUNT];
+	struct overhead_result overhead;
+};
+
+/* One measurement: fork nprocs workers, start them together, collect. */
+static int measure_once(struct bench *b, enum workload wl, enum backend backend,
+			unsigned nprocs, unsigned run, struct measurement *out)
+{
+	struct control *ctl = control_create(nprocs, b->cfg.seconds);
+	pid_t *pids = calloc(nprocs, sizeof *pids);
+	int rc = -1;
+	unsigned alive = 0;
+	if (!ctl || !pids)
+		goto out;
+
+	fflush(NULL); /* children must not flush the parent's buffered output */
+	for (unsigned i = 0; i < nprocs; i++) {
+		struct worker_args args = {
+			.ds = &b->ds,
+			.floor_tab = &b->floor_tab,
+			.segment_name = b->cfg.name,
+			.ctl = ctl,
+			.id = i,
+			.wl = wl,
+			.backend = backend,
+			.seconds = b->cfg.seconds,
+			.seed = ((uint64_t)wl << 48) ^ ((uint64_t)run << 32) ^ (i + 1u),
+		};
+		pid_t pid = fork();
+		if (pid == 0) {
+			signals_default();
+			_exit(worker_main(&args));
+		}
+		if (pid < 0) {
+			fprintf(stderr, "shmcache-bench: fork: %s\n", strerror(errno));
+			atomic_store(&ctl->go, -1);
+			workers_kill(pids, nprocs);
+			goto out;
+		}
+		pids[i] = pid;
+		alive++;
+	}
+
+	if (workers_wait(ctl, pids, nprocs, &alive, true, READY_TIMEOUT_S) != 0)
+		goto out;
+	atomic_store_explicit(&ctl->go, 1, memory_order_release);
+	if (workers_wait(ctl, pids, nprocs, &alive, false, b->cfg.seconds + FINISH_GRACE_S) != 0)
+		goto out;
+	rc = control_collect(ctl, out);
+out:
+	free(pids);
+	control_destroy(ctl);
+	return rc;
+}
+
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof v[0], compare_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
+/* Repeats a measurement --runs times; each metric is the median of its
+ * runs, and misses / errors are summed (any is a failure). */
+struct run_set {
+	double ops[64], p50[64], p99[64];
+	struct measurement agg;
+};
+
+static void run_set_add(struct run_set *s, unsigned r, const struct measurement *m)
+{
+	s->ops[r] = m->ops_per_sec;
+	s->p50[r] = m->p50_ns;
+	s->p99[r] = m->p99_ns;
+	if (m->errors > 0 && s->agg.errors == 0)
+		s->agg.first_error = m->first_error;
+	s->agg.misses += m->misses;
+	s->agg.errors += m->errors;
+}
+
+static void run_set_finish(struct run_set *s, unsigned runs)
+{
+	s->agg.ops_per_sec = median(s->ops, runs);
+	s->agg.p50_ns = median(s->p50, runs);
+	s->agg.p99_ns = median(s->p99, runs);
+}
+
+static const char *error_name(int rc)
+{
+	return rc == BENCH_EBADVALUE ? "BAD_VALUE (hit returned another key's value)"
+				     : shmc_errname(rc);
+}
+
+static void format_rate(char *out, size_t cap, double v)
+{
+	if (v >= 1e9)
+		snprintf(out, cap, "%.2fG", v / 1e9);
+	else if (v >= 1e6)
+		snprintf(out, cap, "%.2fM", v / 1e6);
+	else if (v >= 1e3)
+		snprintf(out, cap, "%.1fk", v / 1e3);
+	else
+		snprintf(out, cap, "%.0f", v);
+}
+
+static void print_run(const struct bench *b, enum workload wl, unsigned procs,
+		      const struct measurement *ours, const struct measurement *fl)
+{
+	const struct config *cfg = &b->cfg;
+	if (cfg->json) {
+		printf("{\"workload\":\"%s\",\"procs\":%u,\"ops_per_sec\":%.0f,"
+		       "\"p50_ns\":%.0f,\"p99_ns\":%.0f,",
+		       workload_table[wl].name, procs, ours->ops_per_sec, ours->p50_ns,
+		       ours->p99_ns);
+		if (fl)
+			printf("\"floor_ops_per_sec\":%.0f,\"ratio_to_floor\":%.4f,",
+			       fl->ops_per_sec,
+			       fl->ops_per_sec > 0 ? ours->ops_per_sec / fl->ops_per_sec : 0.0);
+		else
+			printf("\"floor_ops_per_sec\":null,\"ratio_to_floor\":null,");
+		printf("\"misses\":%" PRIu64 ",\"key_size\":%zu,\"value_size\":%zu,"
+		       "\"keys\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
+		       ours->misses, cfg->key_size, cfg->value_size, cfg->keys, ours->errors);
+		if (fl)
+			printf("\"floor_p50_ns\":%.0f,\"floor_p99_ns\":%.0f,", fl->p50_ns,
+			       fl->p99_ns);
+		printf("\"runs\":%u,\"seconds\":%g}\n", cfg->runs, cfg->seconds);
+		return;
+	}
+	char rate[32];
+	format_rate(rate, sizeof rate, ours->ops_per_sec);
+	printf("%-12s procs=%-3u ops/s=%-8s p50=%.0fns p99=%.0fns", workload_table[wl].name,
+	       procs, rate, ours->p50_ns, ours->p99_ns);
+	if (fl) {
+		format_rate(rate, sizeof rate, fl->ops_per_sec);
+		printf("  floor ops/s=%-8s ratio=%.2f", rate,
+		       fl->ops_per_sec > 0 ? ours->ops_per_sec / fl->ops_per_sec : 0.0);
+	}
+	if (ours->misses || ours->errors)
+		printf("  misses=%" PRIu64 " errors=%" PRIu64, ours->misses, ours->errors);
+	if (ours->errors)
+		printf(" (first: %s)", error_name(ours->first_error));
+	if (fl && (fl->misses || fl->errors))
+		printf("  floor misses=%" PRIu64 " errors=%" PRIu64, fl->misses, fl->errors);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* Scaling from the first to the last entry of --procs: ours against the
+ * floor's, whose quotient isolates what the cache adds to the machine's own
+ * scaling limits. */
+static void compute_scaling(struct bench *b, enum workload wl)
+{
+	const struct config *cfg = &b->cfg;
+	struct scaling *s = &b->scaling[wl];
+	size_t last = cfg->nprocs - 1;
+	if (cfg->nprocs < 2 || b->ours_ops[wl][0] <= 0)
+		return;
+	s->valid = true;
+	s->ours = b->ours_ops[wl][last] / b->ours_ops[wl][0];
+	if (cfg->floor && b->floor_ops[wl][0] > 0)
+		s->floor_ratio = b->floor_ops[wl][last] / b->floor_ops[wl][0];
+	if (cfg->json)
+		return;
+	printf("%-12s scaling %up/%up: ours=%.2fx", workload_table[wl].name, cfg->procs[last],
+	       cfg->procs[0], s->ours);
+	if (s->floor_ratio > 0)
+		printf("  floor=%.2fx  relative=%.2f", s->floor_ratio, s->ours / s->floor_ratio);
+	printf("\n");
+}
+
+static int run_workload(struct bench *b, enum workload wl)
+{
+	const struct config *cfg = &b->cfg;
+	for (size_t p = 0; p < cfg->nprocs; p++) {
+		struct run_set ours, fl;
+		memset(&ours, 0, sizeof ours);
+		memset(&fl, 0, sizeof fl);
+		/* Ours and the floor alternate so that drift (thermal, noisy
+		 * neighbours) hits both alike. */
+		for (unsigned r = 0; r < cfg->runs; r++) {
+			struct measurement m;
+			if (measure_once(b, wl, BACKEND_SHMC, cfg->procs[p], r, &m) != 0)
+				return -1;
+			run_set_add(&ours, r, &m);
+			if (!cfg->floor)
+				continue;
+			if (measure_once(b, wl, BACKEND_FLOOR, cfg->procs[p], r, &m) != 0)
+				return -1;
+			run_set_add(&fl, r, &m);
+		}
+		run_set_finish(&ours, cfg->runs);
+		if (cfg->floor)
+			run_set_finish(&fl, cfg->runs);
+		b->ours_ops[wl][p] = ours.agg.ops_per_sec;
+		b->floor_ops[wl][p] = fl.agg.ops_per_sec;
+		if (ours.agg.misses || ours.agg.errors || fl.agg.misses || fl.agg.errors)
+			b->saw_failures = true;
+		print_run(b, wl, cfg->procs[p], &ours.agg, cfg->floor ? &fl.agg : NULL);
+	}
+	compute_scaling(b, wl);
+	return 0;
+}
+
+/* ----------------------------------------------------------------- setup */
+
+static int opts_build(const struct config *cfg, size_t segment_bytes, bool sweeper,
+		      shmc_opts **out)
+{
+	shmc_opts *o = NULL;
+	int rc = shmc_opts_create(&o);
+	if (rc == 0)
+		rc = shmc_opts_set_size(o, segment_bytes);
+	if (rc == 0)
+		rc = shmc_opts_set_item_size(o, cfg->key_size + cfg->value_size);
+	if (rc == 0 && cfg->key_size > SHMC_DEFAULT_KEY_MAX)
+		rc = shmc_opts_set_max_key(o, cfg->key_size);
+	if (rc == 0) {
+		unsigned most = 0;
+		for (size_t i = 0; i < cfg->nprocs; i++)
+			most = cfg->procs[i] > most ? cfg->procs[i] : most;
+		if (most + 8 > 256) /* default slots: 256 */
+			rc = shmc_opts_set_max_procs(o, most + 8);
+	}
+	if (rc == 0 && !sweeper)
+		rc = shmc_opts_set_sweeper(o, 0);
+	if (rc != 0) {
+		fprintf(stderr, "shmcache-bench: options: %s (%s)\n", shmc_errname(rc),
+			shmc_strerror(rc));
+		shmc_opts_destroy(o);
+		return -1;
+	}
+	*out = o;
+	return 0;
+}
+
+/* Unlinks any leftover of the same name, then creates it exclusively. */
+static int segment_create(const struct config *cfg, const char *name, size_t bytes,
+			  bool sweeper, bool *created, shmc_cache **out)
+{
+	shmc_opts *o;
+	if (opts_build(cfg, bytes, sweeper, &o) != 0)
+		return -1;
+	int rc = shmc_unlink(name);
+	if (rc != 0 && rc != SHMC_ENOENT)
+		fprintf(stderr, "shmcache-bench: shmc_unlink(%s): %s\n", name, shmc_errname(rc));
+	rc = shmc_open(name, o, SHMC_CREATE | SHMC_EXCL, out);
+	shmc_opts_destroy(o);
+	if (rc != 0) {
+		fprintf(stderr, "shmcache-bench: shmc_open(%s, %zu bytes): %s (%s) %s\n", name,
+			bytes, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(NULL));
+		return -1;
+	}
+	*created = true;
+	return 0;
+}
+
+/* Creates the benchmark segment and stores every key once. The handle is
+ * closed afterwards: workers attach on their own, and the parent keeps no
+ * background threads alive across fork(). */
+static int segment_preload(struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	const struct dataset *ds = &b->ds;
+	shmc_cache *c = NULL;
+	if (segment_create(cfg, cfg->name, cfg->segment_bytes, true, &b->segment_created,
+			   &c) != 0)
+		return -1;
+
+	unsigned char *value = malloc(ds->value_size ? ds->value_size : 1);
+	int result = -1;
+	if (!value) {
+		fprintf(stderr, "shmcache-bench: out of memory\n");
+		goto out;
+	}
+	memcpy(value, ds->value_template, ds->value_size);
+	uint64_t t0 = now_ns();
+	for (uint64_t i = 0; i < ds->keys; i++) {
+		value_stamp(value, ds->stamp_bytes, i);
+		int rc = shmc_set(c, dataset_key(ds, (uint32_t)i), ds->key_size, value,
+				  ds->value_size, 0, 0);
+		if (rc != 0) {
+			fprintf(stderr,
+				"shmcache-bench: preload: shmc_set(key %" PRIu64 " of %" PRIu64
+				"): %s (%s) %s\n",
+				i, ds->keys, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(c));
+			goto out;
+		}
+		if ((i & 4095) == 0 && interrupted) {
+			fprintf(stderr, "shmcache-bench: interrupted\n");
+			goto out;
+		}
+	}
+	double secs = (double)(now_ns() - t0) / 1e9;
+
+	struct shmc_stats st;
+	int rc = shmc_stats(c, &st);
+	if (rc == 0 && st.items != ds->keys)
+		fprintf(stderr, "shmcache-bench: warning: %" PRIu64 " keys stored but stats say %" PRIu64
+				" items\n", ds->keys, st.items);
+	if (!cfg->json)
+		printf("preloaded %" PRIu64 " keys in %.2f s (%.2fM sets/s)\n", ds->keys, secs,
+		       secs > 0 ? (double)ds->keys / secs / 1e6 : 0.0);
+	result = 0;
+out:
+	free(value);
+	shmc_close(c);
+	return result;
+}
+
+/* -------------------------------------------------------------- overhead */
+
+/* Fills a fresh 64 MiB segment with distinct keys until it is full and
+ * divides every byte that is not payload by the items that fit. The sweeper
+ * is off so that "full" does not depend on when a background thread runs;
+ * whichever comes first (ENOSPC, or the first eviction if the writer
+ * reclaims instead of failing) ends the fill. */
+static int overhead_measure(struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	size_t item = cfg->key_size + cfg->value_size;
+	shmc_cache *c = NULL;
+	unsigned char *value = malloc(cfg->value_size ? cfg->value_size : 1);
+	char *key = malloc(cfg->key_size);
+	int result = -1;
+	if (!value || !key) {
+		fprintf(stderr, "shmcache-bench: out of memory\n");
+		goto out;
+	}
+	snprintf(b->overhead_name, sizeof b->overhead_name, "%s.ovh", cfg->name);
+	if (segment_create(cfg, b->overhead_name, OVERHEAD_SEGMENT_BYTES, false,
+			   &b->overhead_created, &c) != 0)
+		goto out;
+
+	for (size_t j = 0; j < cfg->value_size; j++)
+		value[j] = (unsigned char)(j * 131u + 7u);
+	size_t stamp = cfg->value_size < 8 ? cfg->value_size : 8;
+	/* No layout can hold more items than this: a fill past it means the
+	 * cache is silently dropping items. */
+	uint64_t limit = OVERHEAD_SEGMENT_BYTES / (item ? item : 1) + 1;
+	uint64_t key_space = cfg->key_size - 1 >= 19 ? UINT64_MAX
+						     : (uint64_t)pow(10.0, (double)(cfg->key_size - 1));
+	const char *stop = NULL;
+	struct shmc_stats st;
+	for (uint64_t i = 0; !stop; i++) {
+		if (i >= key_space) {
+			stop = "ran out of distinct keys of this key size";
+			break;
+		}
+		if (i >= limit) {
+			stop = "more items than the segment can hold (items are being dropped)";
+			break;
+		}
+		key_format(key, cfg->key_size, i);
+		value_stamp(value, stamp, i);
+		int rc = shmc_set(c, key, cfg->key_size, value, cfg->value_size, 0, 0);
+		if (rc == SHMC_ENOSPC) {
+			stop = "SHMC_ENOSPC";
+		} else if (rc != 0) {
+			fprintf(stderr, "shmcache-bench: overhead: shmc_set(key %" PRIu64 "): %s (%s) %s\n",
+				i, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(c));
+			goto out;
+		} else if ((i & 1023) == 1023) {
+			if (interrupted) {
+				fprintf(stderr, "shmcache-bench: interrupted\n");
+				goto out;
+			}
+			rc = shmc_stats(c, &st);
+			if (rc == 0 && st.evictions > 0)
+				stop = "first eviction";
+		}
+	}
+	int rc = shmc_stats(c, &st);
+	if (rc != 0) {
+		fprintf(stderr, "shmcache-bench: shmc_stats: %s\n", shmc_errname(rc));
+		goto out;
+	}
+	if (st.items == 0) {
+		fprintf(stderr, "shmcache-bench: overhead: no item stored\n");
+		goto out;
+	}
+
+	double payload = (double)st.items * (double)item;
+	struct overhead_result *ov = &b->overhead;
+	ov->done = true;
+	ov->items = st.items;
+	ov->bytes_per_item = ((double)st.segment_bytes - payload) / (double)st.items;
+	ov->bytes_per_item_excl_free =
+		((double)st.segment_bytes - (double)st.bytes_free - payload) / (double)st.items;
+	if (!cfg->json) {
+		printf("overhead: segment=%" PRIu64 " bytes (data %" PRIu64 ", index slots %" PRIu64
+		       "), item=%zu+%zu bytes, items=%" PRIu64 " (stopped at: %s)\n",
+		       st.segment_bytes, st.data_bytes, st.index_slots, cfg->key_size,
+		       cfg->value_size, st.items, stop);
+		printf("  bytes_live=%" PRIu64 " bytes_free=%" PRIu64 " evictions=%" PRIu64 "\n",
+		       st.bytes_live, st.bytes_free, st.evictions);
+		printf("  overhead_bytes_per_item=%.1f (every non-payload byte of the segment)\n",
+		       ov->bytes_per_item);
+		printf("  overhead_bytes_per_item_excl_free=%.1f (free bytes not counted)\n",
+		       ov->bytes_per_item_excl_free);
+	}
+	result = 0;
+out:
+	shmc_close(c);
+	if (b->overhead_created && shmc_unlink(b->overhead_name) == 0)
+		b->overhead_created = false;
+	free(value);
+	free(key);
+	return result;
+}
+
+static void print_summary(const struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	if (!cfg->json)
+		return;
+	printf("{\"summary\":true,\"scaling\":{");
+	bool first = true;
+	for (int wl = 0; wl < WL_COUNT; wl++) {
+		const struct scaling *s = &b->scaling[wl];
+		if (!s->valid)
+			continue;
+		printf("%s\"%s\":{\"ours\":%.4f,", first ? "" : ",", workload_table[wl].name,
+		       s->ours);
+		if (s->floor_ratio > 0)
+			printf("\"floor\":%.4f,\"relative\":%.4f,", s->floor_ratio,
+			       s->ours / s->floor_ratio);
+		else
+			printf("\"floor\":null,\"relative\":null,");
+		printf("\"from_procs\":%u,\"to_procs\":%u}", cfg->procs[0],
+		       cfg->procs[cfg->nprocs - 1]);
+		first = false;
+	}
+	printf("},");
+	if (b->overhead.done)
+		printf("\"overhead_bytes_per_item\":%.2f,\"overhead_bytes_per_item_excl_free\":%.2f,"
+		       "\"overhead_items\":%" PRIu64 ",",
+		       b->overhead.bytes_per_item, b->overhead.bytes_per_item_excl_free,
+		       b->overhead.items);
+	else
+		printf("\"overhead_bytes_per_item\":null,\"overhead_bytes_per_item_excl_free\":null,"
+		       "\"overhead_items\":null,");
+	printf("\"timer_overhead_ns\":%u}\n", b->timer_ns);
+}
+
+static void print_header(const struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	if (cfg->json)
+		return;
+	printf("shmcache-bench: keys=%" PRIu64 " key=%zuB value=%zuB segment=%zuMiB "
+	       "zipf=%.2f seconds=%g runs=%u name=%s\n",
+	       cfg->keys, cfg->key_size, cfg->value_size, cfg->segment_bytes / MIB, cfg->zipf_theta,
+	       cfg->seconds, cfg->runs, cfg->name);
+	printf("latency: 1 op in %u timed; each sample includes ~%uns of clock_gettime\n",
+	       SAMPLE_EVERY, b->timer_ns);
+}
+
+static int bench_run(struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	b->timer_ns = timer_overhead_ns();
+	if (!cfg->overhead_only) {
+		print_header(b);
+		if (dataset_build(&b->ds, cfg) != 0)
+			return 1;
+		if (segment_preload(b) != 0)
+			return 1;
+		if (cfg->floor && floor_create(&b->floor_tab, &b->ds) != 0)
+			return 1;
+		for (int wl = 0; wl < WL_COUNT; wl++) {
+			if (cfg->workloads[wl] && run_workload(b, (enum workload)wl) != 0)
+				return 1;
+		}
+	}
+	if ((cfg->overhead || cfg->overhead_only) && overhead_measure(b) != 0)
+		return 1;
+	print_summary(b);
+	if (b->saw_failures) {
+		fprintf(stderr, "shmcache-bench: FAILED: some runs had misses or errors\n");
+		return 1;
+	}
+	return 0;
+}
+
+/* Every segment we created is unlinked, whatever happened. */
+static void bench_cleanup(struct bench *b)
+{
+	if (b->segment_created) {
+		int rc = shmc_unlink(b->cfg.name);
+		if (rc != 0 && rc != SHMC_ENOENT)
+			fprintf(stderr, "shmcache-bench: shmc_unlink(%s): %s\n", b->cfg.name,
+				shmc_errname(rc));
+	}
+	if (b->overhead_created)
+		shmc_unlink(b->overhead_name);
+	floor_destroy(&b->floor_tab);
+	dataset_free(&b->ds);
+}
+
+/* --------------------------------------------------------------- options */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: shmcache-bench [options]\n"
+		"\n"
+		"Prefork load generator for libshmcache: forks worker processes that attach\n"
+		"a preloaded segment by name and hammer it, next to a plain unsynchronised\n"
+		"hash table in shared memory (the floor) doing the same work.\n"
+		"\n"
+		"  --keys N           keys preloaded (default 100000)\n"
+		"  --key-size B       key bytes, \"k\" + zero-padded index (default 16)\n"
+		"  --value-size B     value bytes (default 100)\n"
+		"  --procs LIST       worker counts to run, comma-separated (default 1,2)\n"
+		"  --seconds S        timed seconds per run (default 3)\n"
+		"  --workload LIST    get-uniform,get-zipf,mix,set or all (default all)\n"
+		"                     mix = 90%% GET / 10%% SET; set = 100%% SET of existing\n"
+		"                     keys; mix and set draw zipf keys\n"
+		"  --zipf THETA       zipf skew, 0 <= THETA < 1 (default 0.99)\n"
+		"  --size BYTES       segment size, K/M/G suffixes (default\n"
+		"                     keys*(key+value+64)*2 rounded up to MiB, >= 64 MiB)\n"
+		"  --floor            also run the floor and print ratios (default)\n"
+		"  --no-floor         skip the floor\n"
+		"  --runs R           repeat each measurement R times, report medians (1)\n"
+		"  --name NAME        segment name (default bench.<pid>)\n"
+		"  --overhead         only measure memory overhead per item\n"
+		"  --no-overhead      skip the overhead phase run after the workloads\n"
+		"  --json             one JSON object per run, then a summary object;\n"
+		"                     nothing else on stdout\n"
+		"  -h, --help         this text\n"
+		"\n"
+		"Throughput is summed over workers; p50/p99 come from 1 op in %u timed\n"
+		"(the sample includes one clock_gettime). Scaling is last/first --procs.\n"
+		"Exit status: 0 ok, 1 failure or any miss/error, 2 usage.\n",
+		SAMPLE_EVERY);
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!s || *s == '-' || *s == '\0')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_double(const char *s, double min, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !(v >= min && v <= max))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* BYTES with an optional binary suffix K, M or G. */
+static int parse_size(const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0': break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: return -1;
+	}
+	if (*end != '\0' || v > (SIZE_MAX >> shift))
+		return -1;
+	*out = (size_t)v << shift;
+	return 0;
+}
+
+static int parse_procs(const char *s, struct config *cfg)
+{
+	char *copy = strdup(s), *save = NULL;
+	int rc = copy ? 0 : -1;
+	cfg->nprocs = 0;
+	for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && rc == 0;
+	     tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+		if (cfg->nprocs == MAX_PROCS_LIST || parse_u64(tok, 1, MAX_PROCS, &v) != 0)
+			rc = -1;
+		else
+			cfg->procs[cfg->nprocs++] = (unsigned)v;
+	}
+	free(copy);
+	return rc == 0 && cfg->nprocs > 0 ? 0 : -1;
+}
+
+static int parse_workloads(const char *s, struct config *cfg)
+{
+	char *copy = strdup(s), *save = NULL;
+	int rc = copy ? 0 : -1;
+	bool any = false;
+	memset(cfg->workloads, 0, sizeof cfg->workloads);
+	for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && rc == 0;
+	     tok = strtok_r(NULL, ",", &save)) {
+		bool known = false;
+		for (int wl = 0; wl < WL_COUNT; wl++) {
+			if (strcmp(tok, "all") == 0 || strcmp(tok, workload_table[wl].name) == 0) {
+				cfg->workloads[wl] = true;
+				known = any = true;
+			}
+		}
+		if (!known) {
+			fprintf(stderr, "shmcache-bench: unknown workload '%s'\n", tok);
+			rc = -1;
+		}
+	}
+	free(copy);
+	return rc == 0 && any ? 0 : -1;
+}
+
+static bool name_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > NAME_MAX_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* Checks the options against each other and derives the segment size. */
+static int config_finish(struct config *cfg)
+{
+	if (cfg->name[0] == '\0')
+		snprintf(cfg->name, sizeof cfg->name, "bench.%ld", (long)getpid());
+	if (cfg->key_size - 1 < decimal_digits(cfg->keys - 1)) {
+		fprintf(stderr, "shmcache-bench: --key-size %zu cannot hold %" PRIu64
+				" distinct keys (need %u bytes)\n",
+			cfg->key_size, cfg->keys, decimal_digits(cfg->keys - 1) + 1);
+		return -1;
+	}
+	if (cfg->segment_bytes == 0) {
+		double want = (double)cfg->keys *
+			      (double)(cfg->key_size + cfg->value_size + 64) * 2.0;
+		double rounded = ceil(want / (double)MIB) * (double)MIB;
+		if (rounded > (double)(SIZE_MAX / 2)) {
+			fprintf(stderr, "shmcache-bench: derived segment size too large\n");
+			return -1;
+		}
+		cfg->segment_bytes = (size_t)rounded;
+		if (cfg->segment_bytes < 64 * MIB)
+			cfg->segment_bytes = 64 * MIB;
+	}
+	return 0;
+}
+
+static int config_parse(int argc, char **argv, struct config *cfg)
+{
+	enum {
+		OPT_KEYS = 256, OPT_KEY_SIZE, OPT_VALUE_SIZE, OPT_PROCS, OPT_SECONDS,
+		OPT_WORKLOAD, OPT_ZIPF, OPT_SIZE, OPT_FLOOR, OPT_NO_FLOOR, OPT_JSON,
+		OPT_RUNS, OPT_NAME, OPT_OVERHEAD, OPT_NO_OVERHEAD,
+	};
+	static const struct option longopts[] = {
+		{ "keys", required_argument, NULL, OPT_KEYS },
+		{ "key-size", required_argument, NULL, OPT_KEY_SIZE },
+		{ "value-size", required_argument, NULL, OPT_VALUE_SIZE },
+		{ "procs", required_argument, NULL, OPT_PROCS },
+		{ "seconds", required_argument, NULL, OPT_SECONDS },
+		{ "workload", required_argument, NULL, OPT_WORKLOAD },
+		{ "zipf", required_argument, NULL, OPT_ZIPF },
+		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "floor", no_argument, NULL, OPT_FLOOR },
+		{ "no-floor", no_argument, NULL, OPT_NO_FLOOR },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "runs", required_argument, NULL, OPT_RUNS },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "overhead", no_argument, NULL, OPT_OVERHEAD },
+		{ "no-overhead", no_argument, NULL, OPT_NO_OVERHEAD },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	memset(cfg, 0, sizeof *cfg);
+	cfg->keys = 100000;
+	cfg->key_size = 16;
+	cfg->value_size = 100;
+	cfg->procs[0] = 1;
+	cfg->procs[1] = 2;
+	cfg->nprocs = 2;
+	cfg->seconds = 3.0;
+	for (int wl = 0; wl < WL_COUNT; wl++)
+		cfg->workloads[wl] = true;
+	cfg->zipf_theta = 0.99;
+	cfg->floor = true;
+	cfg->overhead = true;
+	cfg->runs = 1;
+
+	int opt;
+	uint64_t v;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		const char *bad = NULL;
+		switch (opt) {
+		case OPT_KEYS:
+			if (parse_u64(optarg, 1, MAX_KEYS, &cfg->keys) != 0)
+				bad = "--keys";
+			break;
+		case OPT_KEY_SIZE:
+			if (parse_u64(optarg, 2, SHMC_KEY_MAX, &v) != 0)
+				bad = "--key-size";
+			cfg->key_size = (size_t)v;
+			break;
+		case OPT_VALUE_SIZE:
+			if (parse_u64(optarg, 0, MAX_VALUE_SIZE, &v) != 0)
+				bad = "--value-size";
+			cfg->value_size = (size_t)v;
+			break;
+		case OPT_PROCS:
+			if (parse_procs(optarg, cfg) != 0)
+				bad = "--procs";
+			break;
+		case OPT_SECONDS:
+			if (parse_double(optarg, 0.01, 86400.0, &cfg->seconds) != 0)
+				bad = "--seconds";
+			break;
+		case OPT_WORKLOAD:
+			if (parse_workloads(optarg, cfg) != 0)
+				bad = "--workload";
+			break;
+		case OPT_ZIPF:
+			if (parse_double(optarg, 0.0, 0.9999, &cfg->zipf_theta) != 0)
+				bad = "--zipf";
+			break;
+		case OPT_SIZE:
+			if (parse_size(optarg, &cfg->segment_bytes) != 0 ||
+			    cfg->segment_bytes < SHMC_MIN_SIZE)
+				bad = "--size";
+			break;
+		case OPT_FLOOR: cfg->floor = true; break;
+		case OPT_NO_FLOOR: cfg->floor = false; break;
+		case OPT_JSON: cfg->json = true; break;
+		case OPT_RUNS:
+			if (parse_u64(optarg, 1, 64, &v) != 0)
+				bad = "--runs";
+			cfg->runs = (unsigned)v;
+			break;
+		case OPT_NAME:
+			if (!name_valid(optarg))
+				bad = "--name";
+			else
+				snprintf(cfg->name, sizeof cfg->name, "%s", optarg);
+			break;
+		case OPT_OVERHEAD: cfg->overhead_only = true; break;
+		case OPT_NO_OVERHEAD: cfg->overhead = false; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+		if (bad) {
+			fprintf(stderr, "shmcache-bench: bad value for %s: '%s'\n", bad, optarg);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "shmcache-bench: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	return config_finish(cfg);
+}
+
+int main(int argc, char **argv)
+{
+	static struct bench b; /* large; zero-initialised */
+	if (config_parse(argc, argv, &b.cfg) != 0)
+		return 2;
+	signals_install();
+	int rc = bench_run(&b);
+	bench_cleanup(&b);
+	return rc;
+}

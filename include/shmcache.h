@@ -1,0 +1,328 @@
+/*
+ * shmcache.h - the whole public API of libshmcache.
+ *
+ * libshmcache gives every process on one Linux host a shared L1 cache: a hash
+ * table in a POSIX shared-memory segment that unrelated processes attach by
+ * name. Reads take no lock; writers publish with single-word commits, so a
+ * process killed at any instruction leaves the cache consistent.
+ *
+ * Conventions
+ * -----------
+ * - Every function that can fail returns int: 0 on success, a negative
+ *   SHMC_E* code on failure. System errors pass through as -errno.
+ *   shmc_strerror() and shmc_errname() describe any such code, and
+ *   shmc_errmsg() gives a detailed message for the last failure of the
+ *   calling thread on a handle.
+ * - Handles are opaque. A shmc_cache is shared by all threads of a process;
+ *   every operation on it is thread-safe unless said otherwise.
+ * - Keys and values are byte strings (binary safe). A key is 1 to
+ *   max_key_bytes long (default 250); a value is 0 to max_value_bytes long.
+ *
+ * Caveats (read these)
+ * --------------------
+ * - fork(): a handle opened before fork() may be used in the child. The first
+ *   operation in the child re-registers it: the child gets its own process
+ *   slot and liveness lock and never acts as the parent. Pointers from
+ *   shmc_get_ref() obtained before fork() are invalid in the child, and a
+ *   read section open across fork() is closed in the child. Do not call
+ *   fork() from one thread while another thread of the same process is inside
+ *   a libshmcache call on a handle the child will use.
+ * - Read sections (shmc_read_begin ... shmc_read_end) hold back memory reuse
+ *   host-wide. Keep them short; never sleep or block inside one. A thread
+ *   inside a read section may write, but a write that then needs memory does
+ *   not wait for other readers and may fail with SHMC_ENOSPC.
+ * - A segment is bound to the build's layout: processes built against an
+ *   incompatible libshmcache get SHMC_EVERSION instead of sharing it.
+ * - Permissions: the segment is created with mode 0600 by default, so only
+ *   the creating user can attach. Every attacher, SHMC_RDONLY included, needs
+ *   read and write permission (readers register in the segment).
+ */
+#ifndef SHMCACHE_H
+#define SHMCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMC_VERSION_MAJOR 0
+#define SHMC_VERSION_MINOR 1
+#define SHMC_VERSION_PATCH 0
+
+/*
+ * Error codes: X(NAME, value, message). Values lie below -1000 so that they
+ * never collide with -errno values passed through from the system.
+ */
+#define SHMC_ERRNO_MAP(X)                                                        \
+	X(ENOTFOUND, -1001, "key not found")                                     \
+	X(EEXIST, -1002, "key or segment already exists")                        \
+	X(ERANGE, -1003, "buffer too small for the value")                       \
+	X(EINVAL, -1004, "invalid argument")                                     \
+	X(ETOOBIG, -1005, "key or value too large")                              \
+	X(ENOSPC, -1006, "no space left in the segment")                         \
+	X(ENOMEM, -1007, "out of process memory")                                \
+	X(EPERM, -1008, "permission denied")                                     \
+	X(EVERSION, -1009, "segment made by an incompatible build")              \
+	X(ECORRUPT, -1010, "segment is corrupted")                               \
+	X(ETIMEDOUT, -1011, "timed out")                                         \
+	X(EUPLINK, -1012, "remote tier unavailable")                             \
+	X(ECLOSED, -1013, "handle is closed")                                    \
+	X(ENOTNUM, -1014, "value is not a decimal integer")                      \
+	X(EOVERFLOW, -1015, "integer overflow")                                  \
+	X(ETOOMANY, -1016, "too many attached processes or threads")             \
+	X(ENOENT, -1017, "no segment of that name")
+
+enum shmc_errno {
+#define SHMC_ERRNO_ENUM_(name, value, msg) SHMC_##name = (value),
+	SHMC_ERRNO_MAP(SHMC_ERRNO_ENUM_)
+#undef SHMC_ERRNO_ENUM_
+};
+
+/* Flags of shmc_open(). */
+#define SHMC_CREATE 0x1 /* create the segment if it does not exist */
+#define SHMC_EXCL 0x2   /* with SHMC_CREATE: fail with SHMC_EEXIST if it exists */
+#define SHMC_RDONLY 0x4 /* refuse writes through this handle (SHMC_EPERM) */
+
+/* Flags of shmc_set(). */
+#define SHMC_NX 0x1            /* store only if the key is absent, else SHMC_EEXIST */
+#define SHMC_XX 0x2            /* store only if the key is present, else SHMC_ENOTFOUND */
+#define SHMC_WRITE_THROUGH 0x4 /* remote tier first, then L1 (needs an uplink) */
+#define SHMC_WRITE_BEHIND 0x8  /* L1 now, remote asynchronously (needs an uplink) */
+
+/* Limits. */
+#define SHMC_KEY_MAX 65535u            /* hard ceiling of max_key_bytes */
+#define SHMC_DEFAULT_KEY_MAX 250u      /* default max_key_bytes */
+#define SHMC_DEFAULT_SIZE (64u << 20)  /* default segment size */
+#define SHMC_MIN_SIZE (1u << 20)       /* smallest segment accepted */
+#define SHMC_DEFAULT_CHUNK (1u << 20)  /* default log chunk size */
+
+typedef struct shmc_cache shmc_cache;
+typedef struct shmc_opts shmc_opts;
+
+/* ---------------------------------------------------------------- errors */
+
+/* A static, human-readable message for any code this library returns
+ * (SHMC_E* or -errno). Never NULL. Thread-safe. */
+const char *shmc_strerror(int err);
+
+/* The symbolic name of a code: "SHMC_ENOTFOUND", "ENOENT" (for -ENOENT),
+ * "OK" for 0, "UNKNOWN" otherwise. Never NULL. Thread-safe. */
+const char *shmc_errname(int err);
+
+/* A detailed message for the last failure of the calling thread on handle c
+ * (for example which header field failed validation). The string belongs to
+ * the library and is valid until the calling thread's next call on c.
+ * Returns "" if there was no failure; never NULL. c may be NULL: then the
+ * message of the calling thread's last failed shmc_open() is returned. */
+const char *shmc_errmsg(const shmc_cache *c);
+
+/* --------------------------------------------------------------- options */
+
+/* Options are read only by shmc_open(); they may be destroyed right after.
+ * A shmc_opts is not thread-safe; use one per thread or lock around it. */
+
+/* Allocate options with defaults. Returns 0, SHMC_EINVAL (out NULL) or
+ * SHMC_ENOMEM. The caller owns *out and frees it with shmc_opts_destroy(). */
+int shmc_opts_create(shmc_opts **out);
+
+/* Free options. NULL is fine. */
+void shmc_opts_destroy(shmc_opts *o);
+
+/* Segment size in bytes when it is created (default SHMC_DEFAULT_SIZE, at
+ * least SHMC_MIN_SIZE). Ignored when attaching to an existing segment.
+ * Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_size(shmc_opts *o, size_t bytes);
+
+/* Permission bits of a new segment (default 0600). Only 0777 bits are
+ * accepted. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_mode(shmc_opts *o, unsigned mode);
+
+/* Remote tier URI (redis://, redis+unix://, redis-cluster://, memcached://);
+ * NULL means none. The string is copied. Returns 0, SHMC_EINVAL (unknown
+ * scheme) or SHMC_ENOMEM. An uplink is not available in this build yet:
+ * shmc_open() with one set fails with SHMC_EUPLINK. */
+int shmc_opts_set_uplink(shmc_opts *o, const char *uri);
+
+/* TTL of items written with ttl_ms 0 (default 0 = never expire).
+ * Returns 0 or SHMC_EINVAL (o NULL). */
+int shmc_opts_set_default_ttl(shmc_opts *o, uint32_t ttl_ms);
+
+/* Largest key accepted, 1..SHMC_KEY_MAX (default 250). Fixed at creation.
+ * Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_max_key(shmc_opts *o, size_t bytes);
+
+/* Log chunk size, a power of two from 64 KiB to 64 MiB (default 1 MiB, or
+ * smaller so that the segment has at least 64 chunks). A value must fit in a
+ * chunk with its key and a 12-byte item header; larger values get
+ * SHMC_ETOOBIG. Fixed at creation. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_chunk_size(shmc_opts *o, size_t bytes);
+
+/* Expected average key + value size, used to size the hash index when the
+ * segment is created (default 128). Too small wastes index memory; too large
+ * makes the index fill (SHMC_ENOSPC) before the data area. Returns 0 or
+ * SHMC_EINVAL. */
+int shmc_opts_set_item_size(shmc_opts *o, size_t bytes);
+
+/* Slots for attached processes and for threads (default 256 and 1024).
+ * Fixed at creation. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_max_procs(shmc_opts *o, unsigned n);
+int shmc_opts_set_max_threads(shmc_opts *o, unsigned n);
+
+/* Run the background roles (sweeper, reaper) in this process when they are
+ * free (default on). Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_sweeper(shmc_opts *o, int enabled);
+
+/* ------------------------------------------------------------- lifecycle */
+
+/* Attach to (or create) the segment called name. name is 1..200 bytes of
+ * [A-Za-z0-9._-]; the shared-memory object is "/shmc.<name>".
+ * o may be NULL for defaults. flags: SHMC_CREATE, SHMC_EXCL, SHMC_RDONLY.
+ *
+ * Concurrent first openers race safely: exactly one creates and initialises;
+ * the others wait (up to 5 s) until the segment is ready. Attaching to an
+ * existing segment uses the segment's own parameters (size, chunk size,
+ * limits, default TTL); the layout options in o are then ignored.
+ *
+ * Returns 0 and *out, or:
+ *   SHMC_EINVAL    bad name, flags or NULL out
+ *   SHMC_ENOENT    no such segment and no SHMC_CREATE
+ *   SHMC_EEXIST    SHMC_CREATE|SHMC_EXCL and it exists
+ *   SHMC_EPERM     the caller may not read and write the segment
+ *   SHMC_EVERSION  made by an incompatible build (magic or layout signature)
+ *   SHMC_ECORRUPT  header fails validation, truncated, or creator died
+ *                  during initialisation (shmc_unlink() and recreate)
+ *   SHMC_ETIMEDOUT another process is still initialising it after 5 s
+ *   SHMC_ETOOMANY  every process slot is taken by a live process
+ *   SHMC_EUPLINK   an uplink URI was set (not available in this build)
+ *   SHMC_ENOMEM, -errno (shm_open, ftruncate, mmap failures)
+ * shmc_errmsg(NULL) tells the details. Thread-safe. The caller owns *out and
+ * releases it with shmc_close(). */
+int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out);
+
+/* Detach: releases this process's slots (the segment and its data stay).
+ * NULL is fine. No other thread may use c during or after the call.
+ * Returns 0. */
+int shmc_close(shmc_cache *c);
+
+/* Remove the segment's name. Attached processes keep working on it; the
+ * memory goes away when the last one detaches. Returns 0, SHMC_ENOENT,
+ * SHMC_EINVAL (bad name), SHMC_EPERM or -errno. */
+int shmc_unlink(const char *name);
+
+/* ------------------------------------------------------------ operations */
+
+/* Copy the value of key into buf (cap bytes). *vlen receives the value's
+ * length. Never blocks, never takes a lock, never writes shared memory on a
+ * hit except the item's reference bit when clear.
+ * Returns 0, SHMC_ENOTFOUND (absent or expired), SHMC_ERANGE (cap too small:
+ * *vlen holds the size needed, buf unchanged), SHMC_EINVAL (NULL c, key,
+ * vlen, or buf with cap > 0; klen 0), SHMC_ETOOBIG (klen over the limit),
+ * SHMC_ECORRUPT (the index points outside the data area). Thread-safe. */
+int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
+             size_t *vlen);
+
+/* Store key -> val for ttl_ms milliseconds (0 = the default TTL; the default
+ * default is "never"). flags: SHMC_NX or SHMC_XX (not both);
+ * SHMC_WRITE_THROUGH / SHMC_WRITE_BEHIND need an uplink.
+ * Returns 0, SHMC_EEXIST (NX and present), SHMC_ENOTFOUND (XX and absent),
+ * SHMC_EINVAL, SHMC_ETOOBIG (key or value over the limit), SHMC_ENOSPC (no
+ * log memory can be freed, or the index bucket and its neighbours are full),
+ * SHMC_EPERM (read-only handle), SHMC_EUPLINK (write-through without an
+ * uplink). On failure the previous value, if any, is untouched.
+ * Thread-safe; writers of the same key serialise on its bucket lock. */
+int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val,
+             size_t vlen, uint32_t ttl_ms, int flags);
+
+/* Remove key. Returns 0, SHMC_ENOTFOUND, SHMC_EINVAL, SHMC_ETOOBIG,
+ * SHMC_EPERM. Thread-safe. */
+int shmc_del(shmc_cache *c, const void *key, size_t klen);
+
+/* Add delta to the decimal integer stored at key and store the result (as
+ * decimal ASCII); an absent key counts as 0 and is created with the default
+ * TTL; a present key keeps its expiry. *out (may be NULL) receives the new
+ * value. Returns 0, SHMC_ENOTNUM (value is not a decimal int64),
+ * SHMC_EOVERFLOW (result out of int64 range; nothing stored), SHMC_EINVAL,
+ * SHMC_ETOOBIG, SHMC_ENOSPC, SHMC_EPERM. Atomic host-wide. Thread-safe. */
+int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta,
+              int64_t *out);
+
+/* ------------------------------------------------------ zero-copy reads */
+
+/* Enter a read section on the calling thread. Sections nest; each
+ * shmc_read_begin() needs one shmc_read_end() on the same thread.
+ * Returns 0, SHMC_EINVAL (c NULL), SHMC_ETOOMANY (no free thread slot). */
+int shmc_read_begin(shmc_cache *c);
+
+/* Inside a read section: *val points at the value in shared memory and *vlen
+ * is its length. The bytes stay valid and unchanged until the outermost
+ * shmc_read_end() of the calling thread, whatever other processes write or
+ * delete meanwhile. Do not write through *val.
+ * Returns 0, SHMC_ENOTFOUND, SHMC_EINVAL (no read section on this thread,
+ * NULL arguments), SHMC_ETOOBIG, SHMC_ECORRUPT. Thread-safe. */
+int shmc_get_ref(shmc_cache *c, const void *key, size_t klen, const void **val,
+                 size_t *vlen);
+
+/* Leave a read section. Returns 0 or SHMC_EINVAL (not in a section). */
+int shmc_read_end(shmc_cache *c);
+
+/* ---------------------------------------------------------- read-through */
+
+/* A loader returns 0 with *val allocated by malloc(3) (the library frees it
+ * with free(3)), *vlen and *ttl_ms set (0 = default), SHMC_ENOTFOUND for
+ * "absent", or another negative code for an error. */
+typedef int (*shmc_loader_fn)(void *arg, const void *key, size_t klen, void **val,
+                              size_t *vlen, uint32_t *ttl_ms);
+
+/* L1 first; on a miss the loader fills the key (loader NULL = the uplink).
+ * Same return codes as shmc_get(), plus the loader's own errors and
+ * SHMC_EUPLINK when loader is NULL and no uplink is configured. */
+int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
+               size_t *vlen, shmc_loader_fn loader, void *arg);
+
+/* ----------------------------------------------------------------- stats */
+
+/* Host-wide totals. Counters are summed over every attached thread plus the
+ * totals folded in from detached ones; they are monotonic except items and
+ * the byte gauges. Fields are only ever appended. */
+struct shmc_stats {
+	/* operations */
+	uint64_t gets;        /* shmc_get / shmc_get_ref / shmc_fetch lookups */
+	uint64_t hits;
+	uint64_t misses;      /* absent or expired */
+	uint64_t sets;        /* successful stores (set, incr) */
+	uint64_t deletes;     /* successful deletes */
+	uint64_t incrs;       /* successful increments */
+	uint64_t expirations; /* expired items found by readers or writers */
+	uint64_t evictions;   /* live items dropped to make room */
+	uint64_t enospc;      /* writes refused with SHMC_ENOSPC */
+	uint64_t bytes_written; /* item bytes appended to the log */
+	/* memory */
+	uint64_t items;        /* reachable items */
+	uint64_t bytes_live;   /* header + key + value bytes of reachable items */
+	uint64_t bytes_free;   /* bytes in free chunks and unused tails of open chunks */
+	uint64_t data_bytes;   /* size of the data area */
+	uint64_t segment_bytes;
+	uint64_t chunks_total;
+	uint64_t chunks_free;
+	uint64_t chunks_open;
+	uint64_t chunks_sealed;
+	uint64_t index_slots;  /* capacity of the hash index */
+	/* attachment */
+	uint64_t procs_attached;
+	uint64_t threads_attached;
+	uint64_t reserved[12];
+};
+
+/* Fill *out with host-wide totals. Reads every thread slot; costs
+ * microseconds, not for the hot path. Returns 0 or SHMC_EINVAL.
+ * Thread-safe. (The struct is used with its tag: C does not let a typedef
+ * and a function share the name shmc_stats.) */
+int shmc_stats(shmc_cache *c, struct shmc_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMCACHE_H */

@@ -1,0 +1,436 @@
+/*
+ * cache.c - the public operations.
+ *
+ * Reads: hash, one read section, one bucket line, the item; no lock and no
+ * shared store except the item's reference bit when clear.
+ *
+ * Writes append the new item to the thread's own chunk BEFORE taking the
+ * key's bucket lock (appending may wait for a grace period, which must never
+ * happen under a lock or inside a read section), then, inside a read
+ * section so that items compared against cannot be recycled, lock the
+ * primary bucket, decide, publish with one atomic exchange, unlock. An item
+ * that loses (NX/XX failure, or a changed value under shmc_incr) is counted
+ * dead at once. The replaced item is counted dead after unlock; its chunk
+ * is reused only after a grace period.
+ */
+#include "handle.h"
+#include "index.h"
+#include "log.h"
+#include "rcu.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <urcu/uatomic.h>
+
+/* Coarse clock resolution, added to every expiry so that an item never
+ * expires before ttl_ms has passed in real time. */
+static uint64_t expiry_slack_ms(void)
+{
+	static uint64_t slack;
+	if (!slack) {
+		struct timespec res;
+		uint64_t ms = 1;
+		if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
+			ms = (uint64_t)res.tv_sec * 1000 + ((uint64_t)res.tv_nsec + 999999) / 1000000;
+		slack = ms ? ms : 1;
+	}
+	return slack;
+}
+
+/* Absolute expiry of an item written now with ttl_ms (0 = the default). */
+static uint64_t default_expiry(const shmc_cache *c, uint32_t ttl_ms)
+{
+	if (!ttl_ms)
+		ttl_ms = c->geo.default_ttl_ms;
+	return ttl_ms ? shmc__now_ms() + ttl_ms + expiry_slack_ms() : 0;
+}
+
+static inline bool expired(const struct shmc__found *f, uint64_t *now)
+{
+	if (!f->expire_abs_ms)
+		return false;
+	if (!*now)
+		*now = shmc__now_ms();
+	return *now >= f->expire_abs_ms;
+}
+
+static int check_key(shmc_cache *c, const void *key, size_t klen)
+{
+	if (!key || klen == 0)
+		return shmc__fail(c, SHMC_EINVAL, "empty or NULL key");
+	if (klen > c->geo.max_key_bytes)
+		return shmc__fail(c, SHMC_ETOOBIG, "key of %zu bytes exceeds the %u-byte limit", klen,
+				  c->geo.max_key_bytes);
+	return 0;
+}
+
+static int check_write(shmc_cache *c)
+{
+	if (c->flags & SHMC_RDONLY)
+		return shmc__fail(c, SHMC_EPERM, "handle was opened with SHMC_RDONLY");
+	return 0;
+}
+
+static inline uint64_t item_bytes(const struct shmc__item_hdr *h)
+{
+	return SHMC__ITEM_HDR + (uint64_t)h->klen + h->vlen;
+}
+
+/* Account a replaced or removed entry dead. Inside a read section, so the
+ * item is still readable. */
+static void entry_dead(shmc_cache *c, uint64_t e)
+{
+	struct shmc__item_hdr h;
+	memcpy(&h, c->data + shmc__entry_off(e), sizeof(h));
+	shmc__log_item_dead(c, shmc__entry_off(e), item_bytes(&h));
+}
+
+/* Look up inside an open read section. On a hit *f is filled; the expired
+ * case counts as a miss. Updates the thread's get counters. */
+static int lookup(shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref *k,
+		  struct shmc__found *f)
+{
+	uint64_t now = 0;
+	int rc = shmc__index_find(c, k, f);
+	shmc__count(t, SHMC__CTR_gets, 1);
+	if (rc == 0 && expired(f, &now)) {
+		shmc__count(t, SHMC__CTR_expirations, 1);
+		rc = SHMC_ENOTFOUND;
+	}
+	if (rc == 0) {
+		shmc__count(t, SHMC__CTR_hits, 1);
+		/* CLOCK bit: a 0->1 store only, so a hot item costs one store
+		 * per sweep, and never an atomic RMW. */
+		if (!f->hdr.refbit)
+			CMM_STORE_SHARED(f->item[offsetof(struct shmc__item_hdr, refbit)], 1);
+	} else if (rc == SHMC_ENOTFOUND) {
+		shmc__count(t, SHMC__CTR_misses, 1);
+	} else {
+		shmc__fail(c, rc, "index entry points outside the data area");
+	}
+	return rc;
+}
+
+#define TCTX_OR_RETURN(c, t)                                                     \
+	int tctx_err_ = 0;                                                       \
+	struct shmc__tctx *t = shmc__tctx_get((c), &tctx_err_);                  \
+	if (!t)                                                                  \
+		return tctx_err_
+
+int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
+{
+	if (!c || !vlen || (!buf && cap))
+		return c ? shmc__fail(c, SHMC_EINVAL, "NULL argument") : SHMC_EINVAL;
+	int rc = check_key(c, key, klen);
+	if (rc)
+		return rc;
+	TCTX_OR_RETURN(c, t);
+	struct shmc__keyref k;
+	shmc__keyref_init(c, &k, key, klen);
+	struct shmc__found f;
+	shmc__rcu_read_enter(c, t);
+	rc = lookup(c, t, &k, &f);
+	if (rc == 0) {
+		*vlen = f.hdr.vlen;
+		if (f.hdr.vlen > cap)
+			rc = SHMC_ERANGE;
+		else if (f.hdr.vlen)
+			memcpy(buf, f.item + SHMC__ITEM_HDR + klen, f.hdr.vlen);
+	}
+	shmc__rcu_read_exit(c, t);
+	if (rc == SHMC_ERANGE)
+		shmc__fail(c, rc, "value is %zu bytes, buffer %zu", *vlen, cap);
+	return rc;
+}
+
+int shmc_read_begin(shmc_cache *c)
+{
+	if (!c)
+		return SHMC_EINVAL;
+	TCTX_OR_RETURN(c, t);
+	shmc__rcu_read_enter(c, t);
+	return 0;
+}
+
+int shmc_read_end(shmc_cache *c)
+{
+	if (!c)
+		return SHMC_EINVAL;
+	TCTX_OR_RETURN(c, t);
+	if (!t->read_depth)
+		return shmc__fail(c, SHMC_EINVAL, "shmc_read_end without shmc_read_begin");
+	shmc__rcu_read_exit(c, t);
+	return 0;
+}
+
+int shmc_get_ref(shmc_cache *c, const void *key, size_t klen, const void **val, size_t *vlen)
+{
+	if (!c || !val || !vlen)
+		return c ? shmc__fail(c, SHMC_EINVAL, "NULL argument") : SHMC_EINVAL;
+	int rc = check_key(c, key, klen);
+	if (rc)
+		return rc;
+	TCTX_OR_RETURN(c, t);
+	if (!t->read_depth)
+		return shmc__fail(c, SHMC_EINVAL, "shmc_get_ref outside a read section");
+	struct shmc__keyref k;
+	shmc__keyref_init(c, &k, key, klen);
+	struct shmc__found f;
+	rc = lookup(c, t, &k, &f);
+	if (rc == 0) {
+		*val = f.item + SHMC__ITEM_HDR + klen;
+		*vlen = f.hdr.vlen;
+	}
+	return rc;
+}
+
+/* What a write does once it holds the bucket lock and has looked the key
+ * up: decides, publishes, and returns the displaced entry (0 = none). */
+enum write_mode { WRITE_SET, WRITE_INCR };
+
+struct write_req {
+	int flags;               /* SHMC_NX / SHMC_XX */
+	uint64_t off;            /* the new item */
+	uint64_t expect_entry;   /* WRITE_INCR: the entry the value came from */
+	enum write_mode mode;
+};
+
+static int publish_locked(shmc_cache *c, const struct shmc__keyref *k, struct write_req *w,
+			  uint64_t *displaced)
+{
+	struct shmc__found f;
+	uint64_t now = 0;
+	*displaced = 0;
+	int rc = shmc__index_find(c, k, &f);
+	if (rc && rc != SHMC_ENOTFOUND)
+		return shmc__fail(c, rc, "index entry points outside the data area");
+	bool present = rc == 0 && !expired(&f, &now);
+	if (w->mode == WRITE_INCR && (rc == 0 ? f.entry : 0) != w->expect_entry)
+		return SHMC_EAGAIN_INTERNAL;
+	if ((w->flags & SHMC_NX) && present)
+		return shmc__fail(c, SHMC_EEXIST, "key exists (SHMC_NX)");
+	if ((w->flags & SHMC_XX) && !present)
+		return shmc__fail(c, SHMC_ENOTFOUND, "key absent (SHMC_XX)");
+	if (rc == 0) {
+		*displaced = shmc__index_replace_locked(c, k, &f, w->off);
+		return 0;
+	}
+	rc = shmc__index_insert_locked(c, k, w->off);
+	if (rc)
+		return shmc__fail(c, rc, "index full: bucket %u and its %d neighbours have no free slot",
+				  k->bucket, SHMC__NEIGHBOURS - 1);
+	return 0;
+}
+
+/* Lock, publish, unlock, inside a read section; then account what was
+ * displaced or, on failure, the new item itself. */
+static int write_commit(shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref *k,
+			struct write_req *w, uint64_t item_size)
+{
+	uint64_t displaced;
+	shmc__rcu_read_enter(c, t);
+	shmc__bucket_lock(c, t, k->bucket);
+	int rc = publish_locked(c, k, w, &displaced);
+	shmc__bucket_unlock(c, t, k->bucket);
+	if (rc)
+		shmc__log_item_dead(c, w->off, item_size);
+	else if (displaced)
+		entry_dead(c, displaced);
+	else
+		shmc__count(t, SHMC__CTR_items_added, 1);
+	shmc__rcu_read_exit(c, t);
+	if (rc == SHMC_ENOSPC)
+		shmc__count(t, SHMC__CTR_enospc, 1);
+	return rc;
+}
+
+int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_t vlen,
+	     uint32_t ttl_ms, int flags)
+{
+	if (!c || (!val && vlen))
+		return c ? shmc__fail(c, SHMC_EINVAL, "NULL argument") : SHMC_EINVAL;
+	int rc = check_key(c, key, klen);
+	if (!rc)
+		rc = check_write(c);
+	if (rc)
+		return rc;
+	if ((flags & ~(SHMC_NX | SHMC_XX | SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND)) ||
+	    (flags & (SHMC_NX | SHMC_XX)) == (SHMC_NX | SHMC_XX) ||
+	    (flags & (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND)) ==
+		    (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND))
+		return shmc__fail(c, SHMC_EINVAL, "bad flags 0x%x", (unsigned)flags);
+	if (flags & (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND))
+		return shmc__fail(c, SHMC_EUPLINK, "write-through/behind needs an uplink");
+	if (vlen > c->geo.chunk_bytes - SHMC__ITEM_HDR - klen)
+		return shmc__fail(c, SHMC_ETOOBIG, "value of %zu bytes exceeds the limit of %zu for this key",
+				  vlen, (size_t)(c->geo.chunk_bytes - SHMC__ITEM_HDR - klen));
+	TCTX_OR_RETURN(c, t);
+
+	uint64_t expire = default_expiry(c, ttl_ms);
+	struct shmc__keyref k;
+	shmc__keyref_init(c, &k, key, klen);
+	struct write_req w = {.flags = flags, .mode = WRITE_SET};
+	rc = shmc__log_append(c, t, key, klen, val, vlen, expire, &w.off);
+	if (rc)
+		return rc;
+	rc = write_commit(c, t, &k, &w, SHMC__ITEM_HDR + klen + vlen);
+	if (!rc)
+		shmc__count(t, SHMC__CTR_sets, 1);
+	return rc;
+}
+
+int shmc_del(shmc_cache *c, const void *key, size_t klen)
+{
+	if (!c)
+		return SHMC_EINVAL;
+	int rc = check_key(c, key, klen);
+	if (!rc)
+		rc = check_write(c);
+	if (rc)
+		return rc;
+	TCTX_OR_RETURN(c, t);
+	struct shmc__keyref k;
+	shmc__keyref_init(c, &k, key, klen);
+	struct shmc__found f;
+	uint64_t removed = 0, now = 0;
+	shmc__rcu_read_enter(c, t);
+	shmc__bucket_lock(c, t, k.bucket);
+	rc = shmc__index_find(c, &k, &f);
+	if (rc == 0) {
+		/* An expired item is removed too, but reported absent. */
+		rc = expired(&f, &now) ? SHMC_ENOTFOUND : 0;
+		removed = shmc__index_remove_locked(c, &k, &f);
+	}
+	shmc__bucket_unlock(c, t, k.bucket);
+	if (removed) {
+		entry_dead(c, removed);
+		shmc__count(t, SHMC__CTR_items_removed, 1);
+	}
+	shmc__rcu_read_exit(c, t);
+	if (rc == 0)
+		shmc__count(t, SHMC__CTR_deletes, 1);
+	else if (rc == SHMC_ENOTFOUND)
+		shmc__fail(c, rc, "key not found");
+	else
+		shmc__fail(c, rc, "index entry points outside the data area");
+	return rc;
+}
+
+/* Parse a decimal int64 exactly (optional '-', digits only). */
+static bool parse_i64(const unsigned char *p, size_t n, int64_t *out)
+{
+	if (n == 0 || n > 20)
+		return false;
+	char buf[21];
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	size_t i = buf[0] == '-';
+	if (i == n)
+		return false;
+	for (size_t j = i; j < n; j++)
+		if (buf[j] < '0' || buf[j] > '9')
+			return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_t *out)
+{
+	if (!c)
+		return SHMC_EINVAL;
+	int rc = check_key(c, key, klen);
+	if (!rc)
+		rc = check_write(c);
+	if (rc)
+		return rc;
+	TCTX_OR_RETURN(c, t);
+	struct shmc__keyref k;
+	shmc__keyref_init(c, &k, key, klen);
+
+	/* Optimistic: read the current value without the lock, append the
+	 * result, then publish only if the key still holds what was read. */
+	for (;;) {
+		struct shmc__found f;
+		uint64_t now = 0, entry = 0;
+		int64_t cur = 0, next;
+		bool live = false;
+		shmc__rcu_read_enter(c, t);
+		rc = shmc__index_find(c, &k, &f);
+		if (rc == 0) {
+			entry = f.entry;
+			live = !expired(&f, &now);
+			if (live && !parse_i64(f.item + SHMC__ITEM_HDR + klen, f.hdr.vlen, &cur))
+				rc = SHMC_ENOTNUM;
+		} else if (rc == SHMC_ENOTFOUND) {
+			rc = 0;
+		}
+		shmc__rcu_read_exit(c, t);
+		if (rc == SHMC_ENOTNUM)
+			return shmc__fail(c, rc, "value is not a decimal int64");
+		if (rc)
+			return shmc__fail(c, rc, "index entry points outside the data area");
+		if (__builtin_add_overflow(cur, delta, &next))
+			return shmc__fail(c, SHMC_EOVERFLOW, "%" PRId64 " + %" PRId64 " overflows int64",
+					  cur, delta);
+		/* A live key keeps its expiry; a new (or expired) one gets the
+		 * default TTL. */
+		uint64_t expire = live ? f.expire_abs_ms : default_expiry(c, 0);
+		char text[24];
+		int n = snprintf(text, sizeof(text), "%" PRId64, next);
+		struct write_req w = {.mode = WRITE_INCR, .expect_entry = entry};
+		rc = shmc__log_append(c, t, key, klen, text, (size_t)n, expire, &w.off);
+		if (rc)
+			return rc;
+		rc = write_commit(c, t, &k, &w, SHMC__ITEM_HDR + klen + (uint64_t)n);
+		if (rc == SHMC_EAGAIN_INTERNAL)
+			continue;
+		if (rc)
+			return rc;
+		shmc__count(t, SHMC__CTR_incrs, 1);
+		shmc__count(t, SHMC__CTR_sets, 1);
+		if (out)
+			*out = next;
+		return 0;
+	}
+}
+
+int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+	       shmc_loader_fn loader, void *arg)
+{
+	int rc = shmc_get(c, key, klen, buf, cap, vlen);
+	if (rc != SHMC_ENOTFOUND)
+		return rc;
+	if (!loader)
+		return shmc__fail(c, SHMC_EUPLINK, "no loader and no uplink configured");
+	void *val = NULL;
+	size_t len = 0;
+	uint32_t ttl_ms = 0;
+	rc = loader(arg, key, klen, &val, &len, &ttl_ms);
+	if (rc) {
+		free(val);
+		return rc == SHMC_ENOTFOUND ? rc : shmc__fail(c, rc, "loader failed");
+	}
+	rc = (c->flags & SHMC_RDONLY) ? 0 : shmc_set(c, key, klen, val, len, ttl_ms, 0);
+	if (rc == 0 || rc == SHMC_ENOSPC) {
+		/* A full cache still answers with the loaded value. */
+		*vlen = len;
+		if (len > cap)
+			rc = shmc__fail(c, SHMC_ERANGE, "value is %zu bytes, buffer %zu", len, cap);
+		else {
+			if (len)
+				memcpy(buf, val, len);
+			rc = 0;
+		}
+	}
+	free(val);
+	return rc;
+}

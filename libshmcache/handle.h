@@ -1,0 +1,120 @@
+/*
+ * handle.h - the process-local side: the handle, per-thread contexts, and
+ * the helpers every module uses. Nothing here lives in shared memory.
+ */
+#ifndef SHMC_HANDLE_H
+#define SHMC_HANDLE_H
+
+#include "shmcache.h"
+
+#include "index.h"
+#include "log.h"
+#include "proc.h"
+#include "segment.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Geometry validated at attach and copied here; the hot path never trusts
+ * the header again. */
+struct shmc__geometry {
+	uint64_t segment_bytes;
+	uint64_t data_bytes;
+	uint32_t chunk_bytes;
+	uint32_t chunk_shift;
+	uint32_t nchunks;
+	uint32_t nbuckets;
+	uint32_t max_procs;
+	uint32_t max_threads;
+	uint32_t max_key_bytes;
+	uint32_t max_value_bytes;
+	uint32_t default_ttl_ms;
+};
+
+/* One per (thread, handle). Owned by the handle; reached through a small
+ * thread-local cache keyed by the handle's serial. */
+struct shmc__tctx {
+	struct shmc_cache *cache;
+	struct shmc__thread_slot *slot;
+	uint32_t slot_idx;
+	uint32_t lock_id;      /* value this thread stores in bucket locks */
+	uint32_t read_depth;   /* nesting of read sections */
+	uint32_t chunk;        /* open chunk index + 1, 0 = none */
+	uint64_t chunk_used;   /* private copy of chunks[chunk-1].used */
+	uint64_t chunk_base_ms;
+	pthread_t thread;
+	struct shmc__tctx *next; /* in cache->tctx_list, under cache->lock */
+};
+
+struct shmc_cache {
+	uint64_t serial;         /* process-unique, never reused */
+	uint64_t fork_gen;       /* shmc__fork_gen when last registered */
+	char name[SHMC__NAME_MAX + 8];
+	int fd;
+	int flags;               /* SHMC_RDONLY etc. */
+	bool fence_readers;      /* membarrier unavailable: readers fence */
+
+	unsigned char *base;     /* the mapping */
+	struct shmc__header *hdr;
+	struct shmc__proc_slot *procs;
+	struct shmc__thread_slot *threads;
+	struct shmc__bucket *buckets;
+	struct shmc__chunk *chunks;
+	unsigned char *data;
+	struct shmc__geometry geo;
+	uint32_t proc_idx;
+
+	pthread_mutex_t lock;    /* tctx_list, re-registration after fork */
+	struct shmc__tctx *tctx_list;
+	struct shmc_cache *registry_next; /* in the process-wide registry */
+};
+
+/* Internal only, never returned to callers: retry the operation. */
+#define SHMC_EAGAIN_INTERNAL (-1999)
+
+/* Bumped in every fork child; a handle whose fork_gen differs re-registers. */
+extern uint64_t shmc__fork_gen;
+
+/* Record a detailed message for shmc_errmsg(c) and return err. */
+int shmc__fail(const shmc_cache *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The calling thread's context for c, creating it (and claiming a thread
+ * slot) on first use. NULL with the error recorded in *err. */
+struct shmc__tctx *shmc__tctx_slow(shmc_cache *c, int *err);
+
+#define SHMC__TLS_WAYS 4
+struct shmc__tls_entry {
+	uint64_t serial;
+	struct shmc__tctx *tctx;
+};
+extern __thread struct shmc__tls_entry shmc__tls[SHMC__TLS_WAYS];
+
+static inline struct shmc__tctx *shmc__tctx_get(shmc_cache *c, int *err)
+{
+	for (int i = 0; i < SHMC__TLS_WAYS; i++)
+		if (shmc__tls[i].serial == c->serial)
+			return shmc__tls[i].tctx;
+	return shmc__tctx_slow(c, err);
+}
+
+/* Counter bump by the slot's owner thread: a plain store, no RMW, no
+ * shared line written by anyone else. */
+static inline void shmc__count(struct shmc__tctx *t, enum shmc__counter k, uint64_t n)
+{
+	uint64_t *p = &t->slot->counters[k];
+	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+/* Coarse monotonic milliseconds (vDSO, no system call). */
+uint64_t shmc__now_ms(void);
+
+/* Chunk a data offset falls in. */
+static inline uint32_t shmc__chunk_of(const shmc_cache *c, uint64_t off)
+{
+	return (uint32_t)(off >> c->geo.chunk_shift);
+}
+
+#endif

@@ -1,0 +1,150 @@
+/*
+ * index.c - the bucket hash table: lock-free lookup, single-word writes.
+ *
+ * Bucket choice is XXH3's low 32 bits mapped onto nbuckets by a multiply
+ * (no power-of-two sizing, so the index is sized to the data area); the tag
+ * is the top 16 bits, independent of the bucket. A reader touches the
+ * primary bucket's line and the item's line(s); neighbours only when the
+ * primary says some of its keys overflowed there.
+ */
+#include "index.h"
+
+#include "handle.h"
+
+#include <sched.h>
+#include <string.h>
+#include <urcu/uatomic.h>
+#include <xxhash.h>
+
+void shmc__keyref_init(const shmc_cache *c, struct shmc__keyref *k, const void *key, size_t klen)
+{
+	k->key = key;
+	k->klen = klen;
+	k->hash = XXH3_64bits(key, klen);
+	k->bucket = (uint32_t)(((k->hash & 0xffffffffu) * (uint64_t)c->geo.nbuckets) >> 32);
+	k->tag = (uint16_t)(k->hash >> SHMC__ENTRY_TAG_SHIFT);
+}
+
+static inline uint32_t neighbour(const shmc_cache *c, uint32_t b, uint32_t n)
+{
+	b += n;
+	return b >= c->geo.nbuckets ? b - c->geo.nbuckets : b;
+}
+
+/* Bounds-check the entry and match the key. 1 = match, 0 = other key,
+ * <0 = corrupt. */
+static inline int item_match(shmc_cache *c, const struct shmc__keyref *k, uint64_t e,
+			     struct shmc__found *f)
+{
+	uint64_t off = shmc__entry_off(e);
+	uint64_t chunk_end = (off | (c->geo.chunk_bytes - 1)) + 1;
+	if (chunk_end > c->geo.data_bytes || off + SHMC__ITEM_HDR > chunk_end)
+		return SHMC_ECORRUPT;
+	unsigned char *p = c->data + off;
+	struct shmc__item_hdr h;
+	memcpy(&h, p, sizeof(h));
+	if (h.klen != k->klen)
+		return 0;
+	if (off + SHMC__ITEM_HDR + h.klen + (uint64_t)h.vlen > chunk_end)
+		return SHMC_ECORRUPT;
+	if (memcmp(p + SHMC__ITEM_HDR, k->key, k->klen) != 0)
+		return 0;
+	f->entry = e;
+	f->item = p;
+	f->hdr = h;
+	f->expire_abs_ms = shmc__item_expiry(&c->chunks[off >> c->geo.chunk_shift], &h);
+	return 1;
+}
+
+int shmc__index_find(shmc_cache *c, const struct shmc__keyref *k, struct shmc__found *f)
+{
+	struct shmc__bucket *primary = &c->buckets[k->bucket];
+	for (uint32_t n = 0; n < SHMC__NEIGHBOURS; n++) {
+		struct shmc__bucket *b = &c->buckets[neighbour(c, k->bucket, n)];
+		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++) {
+			uint64_t e = CMM_LOAD_SHARED(b->slot[s]);
+			if (shmc__entry_tag(e) != k->tag || !(e & SHMC__ENTRY_ITEM))
+				continue;
+			int m = item_match(c, k, e, f);
+			if (m > 0) {
+				f->slot = &b->slot[s];
+				return 0;
+			}
+			if (m < 0)
+				return m;
+		}
+		if (n == 0 && CMM_LOAD_SHARED(primary->overflow) == 0)
+			break;
+	}
+	return SHMC_ENOTFOUND;
+}
+
+int shmc__index_insert_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t off)
+{
+	uint64_t e = shmc__entry_make(k->tag, off);
+	struct shmc__bucket *primary = &c->buckets[k->bucket];
+	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
+		if (uatomic_read(&primary->slot[s]) == 0 &&
+		    uatomic_cmpxchg(&primary->slot[s], 0, e) == 0)
+			return 0;
+	/* Raise overflow before the key can appear in a neighbour: a crash
+	 * leaves it too high, never too low. */
+	uatomic_set(&primary->overflow, primary->overflow + 1);
+	cmm_smp_mb();
+	for (uint32_t n = 1; n < SHMC__NEIGHBOURS; n++) {
+		struct shmc__bucket *b = &c->buckets[neighbour(c, k->bucket, n)];
+		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
+			if (uatomic_read(&b->slot[s]) == 0 && uatomic_cmpxchg(&b->slot[s], 0, e) == 0)
+				return 0;
+	}
+	uatomic_set(&primary->overflow, primary->overflow - 1);
+	return SHMC_ENOSPC;
+}
+
+uint64_t shmc__index_replace_locked(shmc_cache *c, const struct shmc__keyref *k,
+				    struct shmc__found *f, uint64_t off)
+{
+	(void)c;
+	return uatomic_xchg(f->slot, shmc__entry_make(k->tag, off));
+}
+
+uint64_t shmc__index_remove_locked(shmc_cache *c, const struct shmc__keyref *k,
+				   struct shmc__found *f)
+{
+	uint64_t old = uatomic_xchg(f->slot, 0);
+	struct shmc__bucket *primary = &c->buckets[k->bucket];
+	bool in_primary = f->slot >= primary->slot && f->slot < primary->slot + SHMC__BUCKET_SLOTS;
+	if (!in_primary && primary->overflow)
+		uatomic_set(&primary->overflow, primary->overflow - 1);
+	return old;
+}
+
+void shmc__bucket_lock(shmc_cache *c, struct shmc__tctx *t, uint32_t b)
+{
+	uint32_t *lock = &c->buckets[b].lock;
+	for (unsigned spin = 0;; spin++) {
+		uint32_t cur = uatomic_read(lock);
+		if (cur == 0) {
+			if (uatomic_cmpxchg(lock, 0, t->lock_id) == 0)
+				return;
+			continue;
+		}
+		if (spin < 128) {
+			caa_cpu_relax();
+			continue;
+		}
+		/* Held for a while: the holder may be dead. Its bucket is
+		 * consistent (single-word commits), so take the lock over. */
+		if ((spin & 63) == 0 && shmc__lock_holder_dead(c, cur) &&
+		    uatomic_cmpxchg(lock, cur, t->lock_id) == cur)
+			return;
+		sched_yield();
+	}
+}
+
+void shmc__bucket_unlock(shmc_cache *c, struct shmc__tctx *t, uint32_t b)
+{
+	(void)t;
+	cmm_smp_mb();
+	uatomic_set(&c->buckets[b].lock, 0);
+}

@@ -1,0 +1,104 @@
+/*
+ * index.h - the bucket hash table.
+ *
+ * A key hashes (XXH3-64) to a primary bucket; it lives in one slot of that
+ * bucket or of the SHMC__NEIGHBOURS-1 buckets after it. A slot is one 64-bit
+ * word: tag (16 bits of the hash) | location. Readers scan the slots without
+ * any lock; a writer changes a slot with one atomic exchange or CAS, so a
+ * reader sees the old or the new item, never a mix.
+ *
+ * Who writes what:
+ *  - bucket.lock: CAS by writers of keys whose PRIMARY bucket this is. It
+ *    records the holder as (thread slot generation << 16 | thread slot + 1).
+ *  - a slot holding key K: exchanged only by the holder of primary(K)'s lock.
+ *  - an empty slot: claimed by CAS(0 -> entry) by any writer, so writers of
+ *    two primaries never claim the same slot.
+ *  - bucket.overflow: number of keys with this primary living in a
+ *    neighbour; written under the lock, raised BEFORE such a key is
+ *    published and lowered AFTER it is removed, so a crash leaves it too
+ *    high (readers merely look further), never too low (a key hidden).
+ */
+#ifndef SHMC_INDEX_H
+#define SHMC_INDEX_H
+
+#include <stdint.h>
+
+#define SHMC__BUCKET_SLOTS 7
+#define SHMC__NEIGHBOURS 4 /* primary + 3 following buckets */
+#define SHMC__INDEX_LOAD 0.85 /* target slot load when sizing the index */
+
+#define SHMC__ENTRY_TAG_SHIFT 48
+#define SHMC__ENTRY_ITEM (1ull << 47)          /* slot holds an item */
+#define SHMC__ENTRY_OFF_MASK ((1ull << 46) - 1) /* byte offset in data area */
+
+struct shmc__bucket {
+	uint32_t lock;     /* 0 free, else holder id (see above) */
+	uint16_t overflow; /* keys of this primary in neighbours (under lock) */
+	uint16_t reserved;
+	uint64_t slot[SHMC__BUCKET_SLOTS];
+};
+_Static_assert(sizeof(struct shmc__bucket) == 64, "one cache line");
+
+static inline uint64_t shmc__entry_make(uint16_t tag, uint64_t off)
+{
+	return ((uint64_t)tag << SHMC__ENTRY_TAG_SHIFT) | SHMC__ENTRY_ITEM | off;
+}
+static inline uint16_t shmc__entry_tag(uint64_t e)
+{
+	return (uint16_t)(e >> SHMC__ENTRY_TAG_SHIFT);
+}
+static inline uint64_t shmc__entry_off(uint64_t e)
+{
+	return e & SHMC__ENTRY_OFF_MASK;
+}
+
+/* (declarations follow) */
+
+#include "log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct shmc_cache;
+struct shmc__tctx;
+
+/* Where a key hashes to. */
+struct shmc__keyref {
+	const void *key;
+	size_t klen;
+	uint64_t hash;
+	uint32_t bucket; /* primary bucket */
+	uint16_t tag;
+};
+
+void shmc__keyref_init(const struct shmc_cache *c, struct shmc__keyref *k, const void *key,
+		       size_t klen);
+
+/* A located item. */
+struct shmc__found {
+	uint64_t *slot;   /* the index slot holding it */
+	uint64_t entry;   /* the slot's value when read */
+	unsigned char *item;
+	struct shmc__item_hdr hdr;
+	uint64_t expire_abs_ms; /* 0 = never */
+};
+
+/* Find key. Call inside a read section (or under the key's bucket lock and
+ * a read section). Returns 0, SHMC_ENOTFOUND or SHMC_ECORRUPT (an entry
+ * points outside the data area). Expiry is not checked here. */
+int shmc__index_find(struct shmc_cache *c, const struct shmc__keyref *k, struct shmc__found *f);
+
+/* Writer side, with the key's primary bucket locked:
+ * publish a new item for a key known to be absent (claims a free slot in
+ * the primary bucket or a neighbour) - 0 or SHMC_ENOSPC;
+ * replace the item in f->slot - returns the previous entry;
+ * remove the item in f->slot - returns the previous entry. */
+int shmc__index_insert_locked(struct shmc_cache *c, const struct shmc__keyref *k, uint64_t off);
+uint64_t shmc__index_replace_locked(struct shmc_cache *c, const struct shmc__keyref *k,
+				    struct shmc__found *f, uint64_t off);
+uint64_t shmc__index_remove_locked(struct shmc_cache *c, const struct shmc__keyref *k,
+				   struct shmc__found *f);
+
+void shmc__bucket_lock(struct shmc_cache *c, struct shmc__tctx *t, uint32_t b);
+void shmc__bucket_unlock(struct shmc_cache *c, struct shmc__tctx *t, uint32_t b);
+#endif

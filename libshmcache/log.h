@@ -1,0 +1,86 @@
+/*
+ * log.h - the allocator: fixed-size chunks of the data area, appended to by
+ * one owner thread at a time.
+ *
+ * Item format (12-byte header, then key, then value; items are packed with
+ * no alignment and never straddle a chunk):
+ *
+ *   expire_rel u32 | vlen u32 | klen u16 | refbit u8 | kind u8 | key | value
+ *
+ * expire_rel is milliseconds after the chunk's base_ms (0 = never), which
+ * keeps the header at 12 bytes; an item whose expiry would not fit goes to
+ * a fresh chunk. Everything but refbit is immutable once published.
+ *
+ * Chunk life: FREE -> OPEN (allocated to a thread, under alloc_lock) ->
+ * SEALED (owner is done appending) -> RETIRING -> RETIRED (every byte dead,
+ * retire_gp stamped) -> FREE (allocator, after a grace period).
+ */
+#ifndef SHMC_LOG_H
+#define SHMC_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHMC__ITEM_HDR 12u
+
+enum { SHMC__ITEM_VALUE = 1 };
+
+struct shmc__item_hdr {
+	uint32_t expire_rel; /* ms after chunk base_ms; 0 = no expiry */
+	uint32_t vlen;
+	uint16_t klen;
+	uint8_t refbit;      /* CLOCK reference bit: readers set 0->1 */
+	uint8_t kind;        /* SHMC__ITEM_* */
+};
+_Static_assert(sizeof(struct shmc__item_hdr) == SHMC__ITEM_HDR, "packed header");
+
+enum {
+	SHMC__CHUNK_FREE = 0,
+	SHMC__CHUNK_OPEN = 1,
+	SHMC__CHUNK_SEALED = 2,
+	SHMC__CHUNK_RETIRING = 3,
+	SHMC__CHUNK_RETIRED = 4,
+};
+
+struct shmc__chunk {
+	uint32_t state;     /* SHMC__CHUNK_*; see transitions above */
+	uint32_t owner;     /* thread slot + 1 while OPEN (owner's identity) */
+	uint64_t base_ms;   /* coarse-clock ms when opened (owner, before use) */
+	uint64_t used;      /* bytes appended; owner stores after writing items */
+	uint64_t dead;      /* bytes of unlinked items; atomic add by anyone */
+	uint64_t retire_gp; /* gp_ctr value whose grace period frees it */
+	uint64_t reserved[3];
+};
+_Static_assert(sizeof(struct shmc__chunk) == 64, "one cache line");
+
+
+
+struct shmc_cache;
+struct shmc__tctx;
+
+/* Append an item (header, key, value) to the calling thread's open chunk,
+ * opening a new chunk when it is full or cannot express expire_abs_ms
+ * (absolute coarse-clock ms, 0 = never). Waits for a grace period when the
+ * only reusable chunks need one, unless the thread is inside a read section.
+ * The item is not reachable until the caller publishes *off in the index.
+ * Returns 0, SHMC_ENOSPC or SHMC_ETOOBIG. */
+int shmc__log_append(struct shmc_cache *c, struct shmc__tctx *t, const void *key, size_t klen,
+		     const void *val, size_t vlen, uint64_t expire_abs_ms, uint64_t *off);
+
+/* The item of size bytes at data offset off is unreachable: account it dead
+ * in its chunk, and retire the chunk if that was its last live byte. */
+void shmc__log_item_dead(struct shmc_cache *c, uint64_t off, uint64_t bytes);
+
+/* Owner is done with chunk k (also used by reapers for dead owners). */
+void shmc__chunk_seal(struct shmc_cache *c, uint32_t k);
+
+/* Seal the thread's open chunk, if any. */
+void shmc__log_thread_done(struct shmc_cache *c, struct shmc__tctx *t);
+
+/* Absolute expiry (coarse-clock ms, 0 = never) of an item at data offset
+ * off with header h. */
+static inline uint64_t shmc__item_expiry(const struct shmc__chunk *ch, const struct shmc__item_hdr *h)
+{
+	return h->expire_rel ? ch->base_ms + h->expire_rel : 0;
+}
+#endif

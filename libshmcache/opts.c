@@ -1,0 +1,139 @@
+/*
+ * opts.c - options for shmc_open(). Setters validate eagerly so that a bad
+ * value is reported where it is set, not later at open.
+ */
+#include "opts.h"
+
+#include "shmcache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_CHUNK (64u << 10)
+#define MAX_CHUNK (64u << 20)
+
+void shmc__opts_defaults(struct shmc_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->size_bytes = SHMC_DEFAULT_SIZE;
+	o->mode = 0600;
+	o->max_key_bytes = SHMC_DEFAULT_KEY_MAX;
+	o->item_bytes = 128;
+	o->max_procs = 256;
+	o->max_threads = 1024;
+	o->sweeper = 1;
+}
+
+int shmc_opts_create(shmc_opts **out)
+{
+	if (!out)
+		return SHMC_EINVAL;
+	struct shmc_opts *o = malloc(sizeof(*o));
+	if (!o)
+		return SHMC_ENOMEM;
+	shmc__opts_defaults(o);
+	*out = o;
+	return 0;
+}
+
+void shmc_opts_destroy(shmc_opts *o)
+{
+	if (!o)
+		return;
+	free(o->uplink_uri);
+	free(o);
+}
+
+int shmc_opts_set_size(shmc_opts *o, size_t bytes)
+{
+	if (!o || bytes < SHMC_MIN_SIZE || bytes > (1ull << 46))
+		return SHMC_EINVAL;
+	o->size_bytes = bytes;
+	return 0;
+}
+
+int shmc_opts_set_mode(shmc_opts *o, unsigned mode)
+{
+	if (!o || (mode & ~0777u))
+		return SHMC_EINVAL;
+	o->mode = mode;
+	return 0;
+}
+
+int shmc_opts_set_uplink(shmc_opts *o, const char *uri)
+{
+	if (!o)
+		return SHMC_EINVAL;
+	char *copy = NULL;
+	if (uri) {
+		static const char *const schemes[] = {"redis://", "redis+unix://",
+						      "redis-cluster://", "memcached://"};
+		int known = 0;
+		for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+			known |= strncmp(uri, schemes[i], strlen(schemes[i])) == 0;
+		if (!known)
+			return SHMC_EINVAL;
+		copy = strdup(uri);
+		if (!copy)
+			return SHMC_ENOMEM;
+	}
+	free(o->uplink_uri);
+	o->uplink_uri = copy;
+	return 0;
+}
+
+int shmc_opts_set_default_ttl(shmc_opts *o, uint32_t ttl_ms)
+{
+	if (!o)
+		return SHMC_EINVAL;
+	o->default_ttl_ms = ttl_ms;
+	return 0;
+}
+
+int shmc_opts_set_max_key(shmc_opts *o, size_t bytes)
+{
+	if (!o || bytes < 1 || bytes > SHMC_KEY_MAX)
+		return SHMC_EINVAL;
+	o->max_key_bytes = bytes;
+	return 0;
+}
+
+int shmc_opts_set_chunk_size(shmc_opts *o, size_t bytes)
+{
+	if (!o || bytes < MIN_CHUNK || bytes > MAX_CHUNK || (bytes & (bytes - 1)))
+		return SHMC_EINVAL;
+	o->chunk_bytes = bytes;
+	return 0;
+}
+
+int shmc_opts_set_item_size(shmc_opts *o, size_t bytes)
+{
+	if (!o || bytes < 1 || bytes > MAX_CHUNK)
+		return SHMC_EINVAL;
+	o->item_bytes = bytes;
+	return 0;
+}
+
+int shmc_opts_set_max_procs(shmc_opts *o, unsigned n)
+{
+	if (!o || n < 1 || n > 65535)
+		return SHMC_EINVAL;
+	o->max_procs = n;
+	return 0;
+}
+
+int shmc_opts_set_max_threads(shmc_opts *o, unsigned n)
+{
+	if (!o || n < 1 || n > 65535)
+		return SHMC_EINVAL;
+	o->max_threads = n;
+	return 0;
+}
+
+int shmc_opts_set_sweeper(shmc_opts *o, int enabled)
+{
+	if (!o)
+		return SHMC_EINVAL;
+	o->sweeper = enabled != 0;
+	return 0;
+}

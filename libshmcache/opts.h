@@ -1,0 +1,23 @@
+/* opts.h - the options object (process-local). */
+#ifndef SHMC_OPTS_H
+#define SHMC_OPTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct shmc_opts {
+	size_t size_bytes;
+	unsigned mode;
+	char *uplink_uri;
+	uint32_t default_ttl_ms;
+	size_t max_key_bytes;
+	size_t chunk_bytes; /* 0 = automatic */
+	size_t item_bytes;  /* expected key + value size */
+	unsigned max_procs;
+	unsigned max_threads;
+	int sweeper;
+};
+
+void shmc__opts_defaults(struct shmc_opts *o);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * segment.h - the shared-memory object and its header.
+ *
+ * Segment layout (every region starts 64-byte aligned; offsets are relative
+ * to the start of the mapping, never pointers):
+ *
+ *   [header 4 KiB][proc slots][thread slots][buckets][chunk table][data]
+ *
+ * The header's first 16 bytes (magic, layout signature) never move, so any
+ * build can tell a foreign segment apart. Everything a process needs for
+ * address arithmetic is copied from the header into its handle once, after
+ * validation, and never re-read: a later scribble on the header cannot send
+ * a process outside its mapping.
+ */
+#ifndef SHMC_SEGMENT_H
+#define SHMC_SEGMENT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHMC__MAGIC 0x3143414d48535f00ull /* "\0_SHMAC1" little-endian */
+#define SHMC__FORMAT_VERSION 1u
+#define SHMC__HEADER_BYTES 4096u
+#define SHMC__NAME_MAX 200u
+
+/* header.state */
+enum {
+	SHMC__SEG_INIT = 1,  /* being initialised by its creator */
+	SHMC__SEG_READY = 2, /* fully built; immutable fields are final */
+};
+
+/* Counters kept per thread slot and folded into the header when a slot is
+ * released. Order is part of the layout signature. */
+#define SHMC__COUNTER_MAP(X)                                                     \
+	X(gets) X(hits) X(misses) X(sets) X(deletes) X(incrs) X(expirations)     \
+	X(evictions) X(enospc) X(bytes_written) X(items_added) X(items_removed)
+
+enum shmc__counter {
+#define SHMC__COUNTER_ENUM_(n) SHMC__CTR_##n,
+	SHMC__COUNTER_MAP(SHMC__COUNTER_ENUM_)
+#undef SHMC__COUNTER_ENUM_
+	SHMC__NCOUNTERS
+};
+
+struct shmc__header {
+	/* Immutable once state is READY; written by the creator only. */
+	uint64_t magic;            /* SHMC__MAGIC */
+	uint64_t layout_sig;       /* shmc__layout_signature() of the creator */
+	uint32_t state;            /* SHMC__SEG_*; release-stored READY last */
+	uint32_t creator_uid;
+	uint64_t segment_bytes;    /* == ftruncate size */
+	uint64_t created_unix_ms;
+	uint32_t chunk_bytes;      /* power of two */
+	uint32_t nchunks;
+	uint32_t nbuckets;
+	uint32_t max_procs;
+	uint32_t max_threads;
+	uint32_t max_key_bytes;
+	uint32_t default_ttl_ms;
+	uint32_t reserved_u32;
+	uint64_t off_procs;
+	uint64_t off_threads;
+	uint64_t off_buckets;
+	uint64_t off_chunks;
+	uint64_t off_data;
+	uint64_t reserved_immutable[13];
+
+	/* RCU grace-period counter: starts at 1, incremented (full barrier) by
+	 * every retirement. Read by readers on section entry. Own line. */
+	_Alignas(64) uint64_t gp_ctr;
+
+	/* Chunk allocator: a robust process-shared mutex serialises chunk
+	 * state changes FREE->OPEN and RETIRED->FREE. alloc_rotor is where the
+	 * next scan starts (a hint; any value is safe). */
+	_Alignas(64) pthread_mutex_t alloc_lock;
+	uint32_t alloc_rotor;
+
+	/* Counters of released thread slots (atomic adds by the releaser). */
+	_Alignas(64) uint64_t folded[SHMC__NCOUNTERS];
+};
+_Static_assert(sizeof(struct shmc__header) <= SHMC__HEADER_BYTES, "header fits");
+_Static_assert(__builtin_offsetof(struct shmc__header, layout_sig) == 8,
+	       "signature position is fixed forever");
+
+/* XXH64 of the format version and the size and field offsets of every shared
+ * struct: two builds share a segment only if they agree on all of them. */
+uint64_t shmc__layout_signature(void);
+
+#endif
+
+#ifndef SHMC_SEGMENT_FUNCS
+#define SHMC_SEGMENT_FUNCS
+struct shmc_cache;
+struct shmc_opts;
+
+/* Build "/shmc.<name>" into path (size >= SHMC__NAME_MAX + 8). Returns 0 or
+ * SHMC_EINVAL for a name that is empty, too long or has a byte outside
+ * [A-Za-z0-9._-]. */
+int shmc__segment_path(const char *name, char *path, size_t cap);
+
+/* Create or attach (per SHMC_CREATE / SHMC_EXCL) and validate; on success
+ * c->fd, c->base, the region pointers and c->geo are set. */
+int shmc__segment_open(struct shmc_cache *c, const char *name,
+		       const struct shmc_opts *o, int flags);
+
+/* Unmap and close what shmc__segment_open() set up. */
+void shmc__segment_close(struct shmc_cache *c);
+#endif

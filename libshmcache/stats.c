@@ -1,0 +1,78 @@
+/*
+ * stats.c - host-wide totals.
+ *
+ * Counters live in thread slots, each written only by its owner with plain
+ * stores; a reader sums every slot plus what released slots folded into the
+ * header. A slot being released may be counted twice or not at all for an
+ * instant (its values move to the header); totals are approximate at that
+ * instant and exact again right after. Memory figures come from the chunk
+ * table.
+ */
+#include "handle.h"
+
+#include <string.h>
+#include <urcu/uatomic.h>
+
+int shmc_stats(shmc_cache *c, struct shmc_stats *out)
+{
+	if (!c || !out)
+		return SHMC_EINVAL;
+	uint64_t ctr[SHMC__NCOUNTERS];
+	for (int k = 0; k < SHMC__NCOUNTERS; k++)
+		ctr[k] = uatomic_read(&c->hdr->folded[k]);
+	memset(out, 0, sizeof(*out));
+	for (uint32_t i = 0; i < c->geo.max_threads; i++) {
+		struct shmc__thread_slot *ts = &c->threads[i];
+		if (!uatomic_read(&ts->owner_proc))
+			continue;
+		out->threads_attached++;
+		for (int k = 0; k < SHMC__NCOUNTERS; k++)
+			ctr[k] += uatomic_read(&ts->counters[k]);
+	}
+	for (uint32_t p = 0; p < c->geo.max_procs; p++)
+		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE)
+			out->procs_attached++;
+
+	out->gets = ctr[SHMC__CTR_gets];
+	out->hits = ctr[SHMC__CTR_hits];
+	out->misses = ctr[SHMC__CTR_misses];
+	out->sets = ctr[SHMC__CTR_sets];
+	out->deletes = ctr[SHMC__CTR_deletes];
+	out->incrs = ctr[SHMC__CTR_incrs];
+	out->expirations = ctr[SHMC__CTR_expirations];
+	out->evictions = ctr[SHMC__CTR_evictions];
+	out->enospc = ctr[SHMC__CTR_enospc];
+	out->bytes_written = ctr[SHMC__CTR_bytes_written];
+	uint64_t added = ctr[SHMC__CTR_items_added], removed = ctr[SHMC__CTR_items_removed];
+	out->items = added > removed ? added - removed : 0;
+
+	out->segment_bytes = c->geo.segment_bytes;
+	out->data_bytes = c->geo.data_bytes;
+	out->chunks_total = c->geo.nchunks;
+	out->index_slots = (uint64_t)c->geo.nbuckets * SHMC__BUCKET_SLOTS;
+	for (uint32_t k = 0; k < c->geo.nchunks; k++) {
+		struct shmc__chunk *ch = &c->chunks[k];
+		uint32_t st = uatomic_read(&ch->state);
+		uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
+		switch (st) {
+		case SHMC__CHUNK_FREE:
+			out->chunks_free++;
+			out->bytes_free += c->geo.chunk_bytes;
+			break;
+		case SHMC__CHUNK_OPEN:
+			out->chunks_open++;
+			out->bytes_free += c->geo.chunk_bytes - (used < c->geo.chunk_bytes ? used : c->geo.chunk_bytes);
+			out->bytes_live += used > dead ? used - dead : 0;
+			break;
+		case SHMC__CHUNK_SEALED:
+			out->chunks_sealed++;
+			out->bytes_live += used > dead ? used - dead : 0;
+			break;
+		default: /* retiring or retired: free after a grace period */
+			out->chunks_free++;
+			out->bytes_free += c->geo.chunk_bytes;
+			break;
+		}
+	}
+	return 0;
+}
