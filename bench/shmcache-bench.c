@@ -59,6 +59,7 @@
 #define SAMPLE_EVERY 64u              /* one latency sample per this many ops */
 #define SAMPLE_MAX_RATE 64e6          /* per-process ops/s the sample buffer fits */
 #define SAMPLE_CAP_MAX (1u << 24)
+#define SAMPLE_BUDGET_BYTES ((size_t)512 << 20) /* all workers' samples together */
 #define MAX_PROCS_LIST 32
 #define MAX_PROCS 1024u
 #define MAX_VALUE_SIZE (16u << 20)
@@ -456,6 +457,9 @@ static struct control *control_create(unsigned nworkers, double seconds)
 {
 	double cap_d = seconds * SAMPLE_MAX_RATE / SAMPLE_EVERY + 4096.0;
 	size_t cap = cap_d > SAMPLE_CAP_MAX ? SAMPLE_CAP_MAX : (size_t)cap_d;
+	size_t budget = SAMPLE_BUDGET_BYTES / sizeof(uint32_t) / nworkers;
+	if (cap > budget)
+		cap = budget; /* the ring then keeps each worker's latest samples */
 	size_t header = sizeof(struct control) + nworkers * sizeof(struct worker_result);
 	size_t offset = (header + 63) & ~(size_t)63;
 	size_t bytes = offset + (size_t)nworkers * cap * sizeof(uint32_t);
@@ -513,8 +517,6 @@ static void signals_default(void)
 }
 
 /* ---------------------------------------------------------------- worker */
-
-struct bench;
 
 /* A worker's private state, in the child only. */
 struct worker {
@@ -1001,8 +1003,9 @@ static void print_run(const struct bench *b, enum workload wl, unsigned procs,
 		       "\"keys\":%" PRIu64 ",\"errors\":%" PRIu64 ",",
 		       ours->misses, cfg->key_size, cfg->value_size, cfg->keys, ours->errors);
 		if (fl)
-			printf("\"floor_p50_ns\":%.0f,\"floor_p99_ns\":%.0f,", fl->p50_ns,
-			       fl->p99_ns);
+			printf("\"floor_p50_ns\":%.0f,\"floor_p99_ns\":%.0f,\"floor_misses\":%" PRIu64
+			       ",\"floor_errors\":%" PRIu64 ",",
+			       fl->p50_ns, fl->p99_ns, fl->misses, fl->errors);
 		printf("\"runs\":%u,\"seconds\":%g}\n", cfg->runs, cfg->seconds);
 		return;
 	}
@@ -1663,6 +1666,9 @@ int main(int argc, char **argv)
 	static struct bench b; /* large; zero-initialised */
 	if (config_parse(argc, argv, &b.cfg) != 0)
 		return 2;
+	/* Line-buffered even into a pipe: results and stderr diagnostics stay
+	 * in order, and each JSON object reaches a reader whole. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	signals_install();
 	int rc = bench_run(&b);
 	bench_cleanup(&b);

@@ -102,8 +102,8 @@ static int lookup(shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref
 		rc = SHMC_ENOTFOUND;
 	}
 	if (rc == 0) {
-		shmc__count(t, SHMC__CTR_hits, 1);
-		/* CLOCK bit: a 0->1 store only, so a hot item costs one store
+		/* No hit counter (hits = gets - misses): one store fewer.
+		 * CLOCK bit: a 0->1 store only, so a hot item costs one store
 		 * per sweep, and never an atomic RMW. */
 		if (!f->hdr.refbit)
 			CMM_STORE_SHARED(f->item[offsetof(struct shmc__item_hdr, refbit)], 1);
@@ -222,7 +222,7 @@ static int publish_locked(shmc_cache *c, const struct shmc__keyref *k, struct wr
 	rc = shmc__index_insert_locked(c, k, w->off);
 	if (rc)
 		return shmc__fail(c, rc, "index full: bucket %u and its %d neighbours have no free slot",
-				  k->bucket, SHMC__NEIGHBOURS - 1);
+				  k->bucket, SHMC__MAX_PROBE);
 	return 0;
 }
 

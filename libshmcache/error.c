@@ -68,11 +68,8 @@ const char *shmc_errmsg(const shmc_cache *c)
 int shmc__fail(const shmc_cache *c, int err, const char *fmt, ...)
 {
 	va_list ap;
-	int n = snprintf(tls_errmsg, sizeof(tls_errmsg), "%s: ", shmc_errname(err));
-	if (n < 0 || (size_t)n >= sizeof(tls_errmsg))
-		n = 0;
 	va_start(ap, fmt);
-	vsnprintf(tls_errmsg + n, sizeof(tls_errmsg) - (size_t)n, fmt, ap);
+	vsnprintf(tls_errmsg, sizeof(tls_errmsg), fmt, ap);
 	va_end(ap);
 	tls_err_serial = c ? c->serial : 0;
 	tls_err_set = 1;

@@ -214,8 +214,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 		shmc__segment_close(c);
 		pthread_mutex_destroy(&c->lock);
 		free(c);
-		const char *colon = strchr(msg, ':');
-		return shmc__fail(NULL, rc, "%s", colon ? colon + 2 : msg);
+		return shmc__fail(NULL, rc, "%s", msg);
 	}
 	c->fence_readers = !shmc__rcu_process_init();
 

@@ -4,8 +4,8 @@
  * Bucket choice is XXH3's low 32 bits mapped onto nbuckets by a multiply
  * (no power-of-two sizing, so the index is sized to the data area); the tag
  * is the top 16 bits, independent of the bucket. A reader touches the
- * primary bucket's line and the item's line(s); neighbours only when the
- * primary says some of its keys overflowed there.
+ * primary bucket's line and the item's line(s); following buckets only when
+ * the primary says some of its keys overflowed there.
  */
 #include "index.h"
 
@@ -14,9 +14,12 @@
 #include <sched.h>
 #include <string.h>
 #include <urcu/uatomic.h>
+/* Inline XXH3 so that short keys take its specialised path with no call. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
-void shmc__keyref_init(const shmc_cache *c, struct shmc__keyref *k, const void *key, size_t klen)
+void shmc__keyref_init(const shmc_cache *c, struct shmc__keyref *k, const void *key,
+		       size_t klen)
 {
 	k->key = key;
 	k->klen = klen;
@@ -29,6 +32,21 @@ static inline uint32_t neighbour(const shmc_cache *c, uint32_t b, uint32_t n)
 {
 	b += n;
 	return b >= c->geo.nbuckets ? b - c->geo.nbuckets : b;
+}
+
+/* Short keys are the common case: compare them word by word inline
+ * instead of calling memcmp. */
+static inline bool key_equal(const unsigned char *a, const unsigned char *b, size_t n)
+{
+	while (n >= 8) {
+		uint64_t x, y;
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		if (x != y)
+			return false;
+		a += 8, b += 8, n -= 8;
+	}
+	return n == 0 || memcmp(a, b, n) == 0;
 }
 
 /* Bounds-check the entry and match the key. 1 = match, 0 = other key,
@@ -47,7 +65,7 @@ static inline int item_match(shmc_cache *c, const struct shmc__keyref *k, uint64
 		return 0;
 	if (off + SHMC__ITEM_HDR + h.klen + (uint64_t)h.vlen > chunk_end)
 		return SHMC_ECORRUPT;
-	if (memcmp(p + SHMC__ITEM_HDR, k->key, k->klen) != 0)
+	if (!key_equal(p + SHMC__ITEM_HDR, k->key, k->klen))
 		return 0;
 	f->entry = e;
 	f->item = p;
@@ -56,48 +74,63 @@ static inline int item_match(shmc_cache *c, const struct shmc__keyref *k, uint64
 	return 1;
 }
 
+static inline int scan_bucket(shmc_cache *c, const struct shmc__keyref *k,
+			      struct shmc__bucket *b, struct shmc__found *f)
+{
+	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++) {
+		uint64_t e = CMM_LOAD_SHARED(b->slot[s]);
+		if (shmc__entry_tag(e) != k->tag || !(e & SHMC__ENTRY_ITEM))
+			continue;
+		int m = item_match(c, k, e, f);
+		if (m > 0) {
+			f->slot = &b->slot[s];
+			return 0;
+		}
+		if (m < 0)
+			return m;
+	}
+	return SHMC_ENOTFOUND;
+}
+
 int shmc__index_find(shmc_cache *c, const struct shmc__keyref *k, struct shmc__found *f)
 {
 	struct shmc__bucket *primary = &c->buckets[k->bucket];
-	for (uint32_t n = 0; n < SHMC__NEIGHBOURS; n++) {
-		struct shmc__bucket *b = &c->buckets[neighbour(c, k->bucket, n)];
-		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++) {
-			uint64_t e = CMM_LOAD_SHARED(b->slot[s]);
-			if (shmc__entry_tag(e) != k->tag || !(e & SHMC__ENTRY_ITEM))
-				continue;
-			int m = item_match(c, k, e, f);
-			if (m > 0) {
-				f->slot = &b->slot[s];
-				return 0;
-			}
-			if (m < 0)
-				return m;
-		}
-		if (n == 0 && CMM_LOAD_SHARED(primary->overflow) == 0)
-			break;
+	int rc = scan_bucket(c, k, primary, f);
+	if (rc != SHMC_ENOTFOUND)
+		return rc;
+	uint32_t probe = CMM_LOAD_SHARED(primary->probe);
+	if (probe > SHMC__MAX_PROBE)
+		probe = SHMC__MAX_PROBE; /* a scribbled value costs time, not safety */
+	for (uint32_t n = 1; n <= probe; n++) {
+		rc = scan_bucket(c, k, &c->buckets[neighbour(c, k->bucket, n)], f);
+		if (rc != SHMC_ENOTFOUND)
+			return rc;
 	}
 	return SHMC_ENOTFOUND;
+}
+
+static bool claim_slot(struct shmc__bucket *b, uint64_t e)
+{
+	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
+		if (uatomic_read(&b->slot[s]) == 0 && uatomic_cmpxchg(&b->slot[s], 0, e) == 0)
+			return true;
+	return false;
 }
 
 int shmc__index_insert_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t off)
 {
 	uint64_t e = shmc__entry_make(k->tag, off);
 	struct shmc__bucket *primary = &c->buckets[k->bucket];
-	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
-		if (uatomic_read(&primary->slot[s]) == 0 &&
-		    uatomic_cmpxchg(&primary->slot[s], 0, e) == 0)
-			return 0;
-	/* Raise overflow before the key can appear in a neighbour: a crash
-	 * leaves it too high, never too low. */
-	uatomic_set(&primary->overflow, primary->overflow + 1);
-	cmm_smp_mb();
-	for (uint32_t n = 1; n < SHMC__NEIGHBOURS; n++) {
+	for (uint32_t n = 0; n <= SHMC__MAX_PROBE && n < c->geo.nbuckets; n++) {
 		struct shmc__bucket *b = &c->buckets[neighbour(c, k->bucket, n)];
-		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
-			if (uatomic_read(&b->slot[s]) == 0 && uatomic_cmpxchg(&b->slot[s], 0, e) == 0)
-				return 0;
+		if (n > primary->probe) {
+			/* Raise before the key can appear there (see index.h). */
+			uatomic_set(&primary->probe, (uint16_t)n);
+			cmm_smp_mb();
+		}
+		if (claim_slot(b, e))
+			return 0;
 	}
-	uatomic_set(&primary->overflow, primary->overflow - 1);
 	return SHMC_ENOSPC;
 }
 
@@ -111,12 +144,9 @@ uint64_t shmc__index_replace_locked(shmc_cache *c, const struct shmc__keyref *k,
 uint64_t shmc__index_remove_locked(shmc_cache *c, const struct shmc__keyref *k,
 				   struct shmc__found *f)
 {
-	uint64_t old = uatomic_xchg(f->slot, 0);
-	struct shmc__bucket *primary = &c->buckets[k->bucket];
-	bool in_primary = f->slot >= primary->slot && f->slot < primary->slot + SHMC__BUCKET_SLOTS;
-	if (!in_primary && primary->overflow)
-		uatomic_set(&primary->overflow, primary->overflow - 1);
-	return old;
+	(void)c;
+	(void)k;
+	return uatomic_xchg(f->slot, 0);
 }
 
 void shmc__bucket_lock(shmc_cache *c, struct shmc__tctx *t, uint32_t b)

@@ -2,7 +2,8 @@
  * index.h - the bucket hash table.
  *
  * A key hashes (XXH3-64) to a primary bucket; it lives in one slot of that
- * bucket or of the SHMC__NEIGHBOURS-1 buckets after it. A slot is one 64-bit
+ * bucket or, when the primary is full, of one of the next primary.probe
+ * buckets (linear probing at bucket granularity, at most SHMC__MAX_PROBE). A slot is one 64-bit
  * word: tag (16 bits of the hash) | location. Readers scan the slots without
  * any lock; a writer changes a slot with one atomic exchange or CAS, so a
  * reader sees the old or the new item, never a mix.
@@ -13,10 +14,10 @@
  *  - a slot holding key K: exchanged only by the holder of primary(K)'s lock.
  *  - an empty slot: claimed by CAS(0 -> entry) by any writer, so writers of
  *    two primaries never claim the same slot.
- *  - bucket.overflow: number of keys with this primary living in a
- *    neighbour; written under the lock, raised BEFORE such a key is
- *    published and lowered AFTER it is removed, so a crash leaves it too
- *    high (readers merely look further), never too low (a key hidden).
+ *  - bucket.probe: how many buckets after this one may hold keys of this
+ *    primary. Written under the lock; only ever raised, and raised BEFORE
+ *    such a key is published, so readers never stop short of a key (a
+ *    crash or a later delete leaves it too high: readers look further).
  */
 #ifndef SHMC_INDEX_H
 #define SHMC_INDEX_H
@@ -24,8 +25,8 @@
 #include <stdint.h>
 
 #define SHMC__BUCKET_SLOTS 7
-#define SHMC__NEIGHBOURS 4 /* primary + 3 following buckets */
-#define SHMC__INDEX_LOAD 0.85 /* target slot load when sizing the index */
+#define SHMC__MAX_PROBE 64   /* buckets after the primary a key may use */
+#define SHMC__INDEX_LOAD 0.88 /* target slot load when sizing the index */
 
 #define SHMC__ENTRY_TAG_SHIFT 48
 #define SHMC__ENTRY_ITEM (1ull << 47)          /* slot holds an item */
@@ -33,7 +34,7 @@
 
 struct shmc__bucket {
 	uint32_t lock;     /* 0 free, else holder id (see above) */
-	uint16_t overflow; /* keys of this primary in neighbours (under lock) */
+	uint16_t probe;    /* buckets after this one holding its keys (lock) */
 	uint16_t reserved;
 	uint64_t slot[SHMC__BUCKET_SLOTS];
 };

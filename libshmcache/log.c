@@ -13,6 +13,7 @@
 
 #include "handle.h"
 #include "rcu.h"
+#include "sweeper.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -35,17 +36,26 @@ static void alloc_unlock(shmc_cache *c)
 	pthread_mutex_unlock(&c->hdr->alloc_lock);
 }
 
-static void chunk_try_retire(shmc_cache *c, uint32_t k)
+/* RETIRING -> RETIRED. Every item in the chunk was unlinked before this
+ * call, so the stamp follows every unlink. */
+static void chunk_stamp_retired(shmc_cache *c, uint32_t k)
 {
 	struct shmc__chunk *ch = &c->chunks[k];
-	if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, SHMC__CHUNK_RETIRING) !=
-	    SHMC__CHUNK_SEALED)
-		return;
-	/* Every item in the chunk was unlinked before its bytes were counted
-	 * dead, so this stamp follows every unlink. */
 	uatomic_set(&ch->retire_gp, shmc__rcu_retire_stamp(c));
 	cmm_smp_wmb();
 	uatomic_set(&ch->state, SHMC__CHUNK_RETIRED);
+}
+
+static void chunk_try_retire(shmc_cache *c, uint32_t k)
+{
+	if (uatomic_cmpxchg(&c->chunks[k].state, SHMC__CHUNK_SEALED, SHMC__CHUNK_RETIRING) ==
+	    SHMC__CHUNK_SEALED)
+		chunk_stamp_retired(c, k);
+}
+
+void shmc__chunk_retire_evicted(shmc_cache *c, uint32_t k)
+{
+	chunk_stamp_retired(c, k);
 }
 
 void shmc__chunk_seal(shmc_cache *c, uint32_t k)
@@ -139,6 +149,7 @@ static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, uint64_t now,
 static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 {
 	uint64_t start = 0;
+	unsigned evictions = 0;
 	for (unsigned spin = 0;; spin++) {
 		uint64_t min_pending;
 		alloc_lock(c);
@@ -146,9 +157,15 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 		alloc_unlock(c);
 		if (ok)
 			return 0;
-		/* Only chunks waiting for a grace period are left. A thread in
-		 * a read section would wait for itself: it gets ENOSPC. */
-		if (min_pending == UINT64_MAX || t->read_depth)
+		/* Nothing is waiting for a grace period: make room by evicting
+		 * a sealed chunk, which then waits for one like any other. */
+		if (min_pending == UINT64_MAX) {
+			if (evictions++ < 4 && shmc__reclaim_direct(c, t))
+				continue;
+			break;
+		}
+		/* A thread in a read section would wait for itself. */
+		if (t->read_depth)
 			break;
 		uint64_t ms = shmc__now_ms();
 		if (!start)
@@ -162,7 +179,7 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 	}
 	shmc__count(t, SHMC__CTR_enospc, 1);
 	return shmc__fail(c, SHMC_ENOSPC,
-			  "no free log chunk: every chunk holds live items%s",
+			  "no free log chunk: nothing left to evict%s",
 			  t->read_depth ? " (or awaits readers; this thread is in a read section)"
 					: " or awaits a reader's grace period");
 }

@@ -74,6 +74,9 @@ void shmc__log_item_dead(struct shmc_cache *c, uint64_t off, uint64_t bytes);
 /* Owner is done with chunk k (also used by reapers for dead owners). */
 void shmc__chunk_seal(struct shmc_cache *c, uint32_t k);
 
+/* RETIRING -> RETIRED for a chunk an evictor emptied (sweeper.c). */
+void shmc__chunk_retire_evicted(struct shmc_cache *c, uint32_t k);
+
 /* Seal the thread's open chunk, if any. */
 void shmc__log_thread_done(struct shmc_cache *c, struct shmc__tctx *t);
 

@@ -23,8 +23,6 @@
 #include <unistd.h>
 #include <urcu/uatomic.h>
 
-void shmc__chunk_seal(shmc_cache *c, uint32_t chunk); /* log.c */
-
 static int ofd(int fd, int cmd, uint32_t idx, short type, short *held)
 {
 	struct flock fl = {.l_type = type,

@@ -51,7 +51,7 @@ uint64_t shmc__layout_signature(void)
 		SHMC__NCOUNTERS,
 		sizeof(struct shmc__bucket),
 		SHMC__BUCKET_SLOTS,
-		SHMC__NEIGHBOURS,
+		SHMC__MAX_PROBE,
 		SHMC__ENTRY_ITEM,
 		sizeof(struct shmc__item_hdr),
 		F(struct shmc__item_hdr, refbit),
@@ -171,8 +171,8 @@ static int plan_new(const struct shmc_opts *o, struct shmc__header *h, struct la
 		return SHMC_EINVAL;
 	for (;;) {
 		uint64_t nb = (uint64_t)((double)nchunks * index_per_chunk / sizeof(struct shmc__bucket)) + 1;
-		if (nb < SHMC__NEIGHBOURS)
-			nb = SHMC__NEIGHBOURS;
+		if (nb < SHMC__MAX_PROBE)
+			nb = SHMC__MAX_PROBE;
 		if (nb > UINT32_MAX || nchunks > UINT32_MAX)
 			return SHMC_EINVAL;
 		layout_compute(o->max_procs, o->max_threads, (uint32_t)nb, (uint32_t)nchunks, chunk, l);
@@ -251,17 +251,20 @@ static int wait_ready(shmc_cache *c, struct stat *st)
 			struct shmc__header h;
 			if (pread(c->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 				return shmc__fail(c, SHMC_ECORRUPT, "header unreadable");
-			if (h.magic != SHMC__MAGIC)
+			/* All zero: the creator has sized it but not yet
+			 * written the header. Wait like for INIT. */
+			bool blank = h.magic == 0 && h.layout_sig == 0 && h.state == 0;
+			if (!blank && h.magic != SHMC__MAGIC)
 				return shmc__fail(c, SHMC_EVERSION, "bad magic %016llx: not a segment of this library",
 						  (unsigned long long)h.magic);
-			if (h.layout_sig != shmc__layout_signature())
+			if (!blank && h.layout_sig != shmc__layout_signature())
 				return shmc__fail(c, SHMC_EVERSION,
 						  "layout signature %016llx, this build has %016llx",
 						  (unsigned long long)h.layout_sig,
 						  (unsigned long long)shmc__layout_signature());
 			if (h.state == SHMC__SEG_READY)
 				return 0;
-			if (h.state != SHMC__SEG_INIT)
+			if (!blank && h.state != SHMC__SEG_INIT)
 				return shmc__fail(c, SHMC_ECORRUPT, "bad header state %u", h.state);
 		}
 		uint64_t now = shmc__now_ms();
@@ -293,7 +296,7 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 		bad = "chunk_bytes";
 	else if (h->nchunks == 0)
 		bad = "nchunks";
-	else if (h->nbuckets < SHMC__NEIGHBOURS)
+	else if (h->nbuckets < SHMC__MAX_PROBE)
 		bad = "nbuckets";
 	else if (h->max_procs == 0 || h->max_procs > 65535)
 		bad = "max_procs";

@@ -33,7 +33,7 @@ enum {
 /* Counters kept per thread slot and folded into the header when a slot is
  * released. Order is part of the layout signature. */
 #define SHMC__COUNTER_MAP(X)                                                     \
-	X(gets) X(hits) X(misses) X(sets) X(deletes) X(incrs) X(expirations)     \
+	X(gets) X(misses) X(sets) X(deletes) X(incrs) X(expirations)     \
 	X(evictions) X(enospc) X(bytes_written) X(items_added) X(items_removed)
 
 enum shmc__counter {

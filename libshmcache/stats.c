@@ -29,13 +29,16 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 		for (int k = 0; k < SHMC__NCOUNTERS; k++)
 			ctr[k] += uatomic_read(&ts->counters[k]);
 	}
+	/* Count live processes only; a dead one found here is reaped now, so
+	 * its slots and counters are accounted for by the next call. */
 	for (uint32_t p = 0; p < c->geo.max_procs; p++)
-		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE)
+		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE &&
+		    !shmc__proc_reap_if_dead(c, p))
 			out->procs_attached++;
 
 	out->gets = ctr[SHMC__CTR_gets];
-	out->hits = ctr[SHMC__CTR_hits];
 	out->misses = ctr[SHMC__CTR_misses];
+	out->hits = out->gets > out->misses ? out->gets - out->misses : 0;
 	out->sets = ctr[SHMC__CTR_sets];
 	out->deletes = ctr[SHMC__CTR_deletes];
 	out->incrs = ctr[SHMC__CTR_incrs];
