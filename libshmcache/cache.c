@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 
 /* Coarse clock resolution, added to every expiry so that an item never
  * expires before ttl_ms has passed in real time. */
@@ -85,7 +85,7 @@ static inline uint64_t item_bytes(const struct shmc__item_hdr *h)
 static void entry_dead(shmc_cache *c, uint64_t e)
 {
 	struct shmc__item_hdr h;
-	memcpy(&h, c->data + shmc__entry_off(e), sizeof(h));
+	shmc__item_hdr_read(c->data + shmc__entry_off(e), &h);
 	shmc__log_item_dead(c, shmc__entry_off(e), item_bytes(&h));
 }
 

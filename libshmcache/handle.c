@@ -16,6 +16,7 @@
  */
 #include "handle.h"
 
+#include "alloc.h"
 #include "opts.h"
 #include "rcu.h"
 
@@ -28,7 +29,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 
 __thread struct shmc__tls_entry shmc__tls[SHMC__TLS_WAYS];
 static __thread unsigned tls_victim;
@@ -67,7 +68,7 @@ static void thread_exit(void *unused)
 			if (pthread_equal(t->thread, self) && c->fork_gen == shmc__fork_gen) {
 				*pp = t->next;
 				tctx_release(c, t);
-				free(t);
+				shmc__free(t);
 			} else {
 				pp = &t->next;
 			}
@@ -113,7 +114,7 @@ static int reregister_locked(shmc_cache *c)
 	while (c->tctx_list) {
 		struct shmc__tctx *t = c->tctx_list;
 		c->tctx_list = t->next;
-		free(t);
+		shmc__free(t);
 	}
 	char path[SHMC__NAME_MAX + 8];
 	shmc__segment_path(c->name, path, sizeof(path));
@@ -151,7 +152,7 @@ struct shmc__tctx *shmc__tctx_slow(shmc_cache *c, int *err)
 	while (t && !pthread_equal(t->thread, self))
 		t = t->next;
 	if (!t) {
-		t = calloc(1, sizeof(*t));
+		t = shmc__zalloc(sizeof(*t));
 		if (!t) {
 			pthread_mutex_unlock(&c->lock);
 			*err = shmc__fail(c, SHMC_ENOMEM, "thread context");
@@ -161,7 +162,7 @@ struct shmc__tctx *shmc__tctx_slow(shmc_cache *c, int *err)
 		*err = shmc__thread_slot_claim(c, &idx);
 		if (*err) {
 			pthread_mutex_unlock(&c->lock);
-			free(t);
+			shmc__free(t);
 			return NULL;
 		}
 		t->cache = c;
@@ -196,7 +197,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 				  o->uplink_uri);
 	pthread_once(&process_once, process_init);
 
-	shmc_cache *c = calloc(1, sizeof(*c));
+	shmc_cache *c = shmc__zalloc(sizeof(*c));
 	if (!c)
 		return shmc__fail(NULL, SHMC_ENOMEM, "handle");
 	c->fd = -1;
@@ -213,7 +214,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 		snprintf(msg, sizeof(msg), "%s", shmc_errmsg(c));
 		shmc__segment_close(c);
 		pthread_mutex_destroy(&c->lock);
-		free(c);
+		shmc__free(c);
 		return shmc__fail(NULL, rc, "%s", msg);
 	}
 	c->fence_readers = !shmc__rcu_process_init();
@@ -245,7 +246,7 @@ int shmc_close(shmc_cache *c)
 		c->tctx_list = t->next;
 		if (ours)
 			tctx_release(c, t);
-		free(t);
+		shmc__free(t);
 	}
 	/* Only the process that registered the slot may release it: a fork
 	 * child that never used the handle owns nothing. */
@@ -256,6 +257,6 @@ int shmc_close(shmc_cache *c)
 			shmc__tls[i].serial = 0;
 	shmc__segment_close(c);
 	pthread_mutex_destroy(&c->lock);
-	free(c);
+	shmc__free(c);
 	return 0;
 }

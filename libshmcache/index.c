@@ -13,7 +13,7 @@
 
 #include <sched.h>
 #include <string.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 /* Inline XXH3 so that short keys take its specialised path with no call. */
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -60,7 +60,7 @@ static inline int item_match(shmc_cache *c, const struct shmc__keyref *k, uint64
 		return SHMC_ECORRUPT;
 	unsigned char *p = c->data + off;
 	struct shmc__item_hdr h;
-	memcpy(&h, p, sizeof(h));
+	shmc__item_hdr_read(p, &h);
 	if (h.klen != k->klen)
 		return 0;
 	if (off + SHMC__ITEM_HDR + h.klen + (uint64_t)h.vlen > chunk_end)

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 
 #define GRACE_WAIT_MS 2000 /* give up waiting for readers after this */
 

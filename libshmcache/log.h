@@ -18,8 +18,11 @@
 #ifndef SHMC_LOG_H
 #define SHMC_LOG_H
 
+#include "atomic.h"
+
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SHMC__ITEM_HDR 12u
 
@@ -79,6 +82,15 @@ void shmc__chunk_retire_evicted(struct shmc_cache *c, uint32_t k);
 
 /* Seal the thread's open chunk, if any. */
 void shmc__log_thread_done(struct shmc_cache *c, struct shmc__tctx *t);
+
+/* Read an item header. refbit is the one field other threads store to
+ * after publication, so it is read as a shared word on its own. */
+static inline void shmc__item_hdr_read(const unsigned char *p, struct shmc__item_hdr *h)
+{
+	memcpy(h, p, offsetof(struct shmc__item_hdr, refbit));
+	h->refbit = CMM_LOAD_SHARED(*(const uint8_t *)(p + offsetof(struct shmc__item_hdr, refbit)));
+	h->kind = p[offsetof(struct shmc__item_hdr, kind)];
+}
 
 /* Absolute expiry (coarse-clock ms, 0 = never) of an item at data offset
  * off with header h. */

@@ -21,7 +21,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 
 static int ofd(int fd, int cmd, uint32_t idx, short type, short *held)
 {

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 
 static int membarrier(int cmd)
 {

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 #include <xxhash.h>
 
 #define OPEN_WAIT_MS 5000   /* how long to wait for another creator */
@@ -238,37 +238,49 @@ static int init_new(shmc_cache *c, const struct shmc_opts *o)
 }
 
 /* Wait until the segment has a READY header, or decide it never will. */
+/* Judge a header that no creator is writing any more. Returns 0 (ready),
+ * 1 (not yet built: wait) or an error. */
+static int judge_header(shmc_cache *c, const struct shmc__header *h)
+{
+	if (h->magic == 0 && h->layout_sig == 0 && h->state == 0)
+		return 1; /* sized by its creator, header not yet written */
+	if (h->magic != SHMC__MAGIC)
+		return shmc__fail(c, SHMC_EVERSION, "bad magic %016llx: not a segment of this library",
+				  (unsigned long long)h->magic);
+	if (h->layout_sig != shmc__layout_signature())
+		return shmc__fail(c, SHMC_EVERSION, "layout signature %016llx, this build has %016llx",
+				  (unsigned long long)h->layout_sig,
+				  (unsigned long long)shmc__layout_signature());
+	if (h->state == SHMC__SEG_READY)
+		return 0;
+	if (h->state == SHMC__SEG_INIT)
+		return 1;
+	return shmc__fail(c, SHMC_ECORRUPT, "bad header state %u", h->state);
+}
+
+/* Wait until the segment has a READY header, or decide it never will.
+ * While the creator holds the init lock its half-written header is not
+ * judged at all. */
 static int wait_ready(shmc_cache *c, struct stat *st)
 {
 	uint64_t start = shmc__now_ms(), unheld_since = 0;
 	for (;;) {
+		bool creator_alive = ofd_held_by_other(c->fd, SHMC__OFD_INIT_BYTE);
 		if (fstat(c->fd, st) != 0)
 			return shmc__fail(c, -errno, "fstat: %s", strerror(errno));
-		if (st->st_size > 0 && (uint64_t)st->st_size < SHMC__HEADER_BYTES)
-			return shmc__fail(c, SHMC_ECORRUPT, "segment of %lld bytes is shorter than a header",
-					  (long long)st->st_size);
-		if (st->st_size > 0) {
+		if (!creator_alive && st->st_size > 0) {
 			struct shmc__header h;
-			if (pread(c->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
-				return shmc__fail(c, SHMC_ECORRUPT, "header unreadable");
-			/* All zero: the creator has sized it but not yet
-			 * written the header. Wait like for INIT. */
-			bool blank = h.magic == 0 && h.layout_sig == 0 && h.state == 0;
-			if (!blank && h.magic != SHMC__MAGIC)
-				return shmc__fail(c, SHMC_EVERSION, "bad magic %016llx: not a segment of this library",
-						  (unsigned long long)h.magic);
-			if (!blank && h.layout_sig != shmc__layout_signature())
-				return shmc__fail(c, SHMC_EVERSION,
-						  "layout signature %016llx, this build has %016llx",
-						  (unsigned long long)h.layout_sig,
-						  (unsigned long long)shmc__layout_signature());
-			if (h.state == SHMC__SEG_READY)
-				return 0;
-			if (!blank && h.state != SHMC__SEG_INIT)
-				return shmc__fail(c, SHMC_ECORRUPT, "bad header state %u", h.state);
+			if ((uint64_t)st->st_size < SHMC__HEADER_BYTES ||
+			    pread(c->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+				return shmc__fail(c, SHMC_ECORRUPT,
+						  "segment of %lld bytes is shorter than a header",
+						  (long long)st->st_size);
+			int rc = judge_header(c, &h);
+			if (rc <= 0)
+				return rc;
 		}
 		uint64_t now = shmc__now_ms();
-		if (ofd_held_by_other(c->fd, SHMC__OFD_INIT_BYTE)) {
+		if (creator_alive) {
 			unheld_since = 0;
 		} else if (!unheld_since) {
 			unheld_since = now;

@@ -11,7 +11,7 @@
 #include "handle.h"
 
 #include <string.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 
 int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 {

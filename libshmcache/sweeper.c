@@ -18,7 +18,7 @@
 #include "rcu.h"
 
 #include <string.h>
-#include <urcu/uatomic.h>
+#include "atomic.h"
 
 static uint32_t pick_victim(shmc_cache *c)
 {
@@ -45,7 +45,7 @@ static uint64_t evict_item(shmc_cache *c, struct shmc__tctx *t, uint64_t off, ui
 	struct shmc__item_hdr h;
 	if (off + SHMC__ITEM_HDR > end)
 		return 0;
-	memcpy(&h, c->data + off, sizeof(h));
+	shmc__item_hdr_read(c->data + off, &h);
 	uint64_t bytes = SHMC__ITEM_HDR + (uint64_t)h.klen + h.vlen;
 	if (h.klen == 0 || off + bytes > end)
 		return 0;

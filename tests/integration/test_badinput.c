@@ -508,30 +508,32 @@ static int child_garbage_open_fn(unsigned index, void *arg)
 	return 0;
 }
 
-static void test_badinput_header_garbage_rejected_without_crash(void **state)
+/* For GARBAGE_SEEDS seeds: make a valid segment, overwrite header bytes
+ * [from, 4096) with random bytes, open it in a child. Every open must fail
+ * with SHMC_ECORRUPT or SHMC_EVERSION, and no child may crash or hang. */
+static void check_header_garbage(struct fixture *f, size_t from)
 {
-	struct fixture *f = *state;
 	struct garbage_run *g = tu_shared_alloc(sizeof *g);
-	unsigned char garbage[4096 - 64];
+	unsigned char garbage[4096];
+	size_t glen = sizeof garbage - from;
 	unsigned crashed = 0, accepted = 0, ecorrupt = 0, eversion = 0;
 
 	assert_non_null(g);
 	snprintf(g->name, sizeof g->name, "%s", f->name);
 	for (unsigned seed = 1; seed <= GARBAGE_SEEDS; seed++) {
-		uint64_t rng = seed * 0x9e3779b97f4a7c15ull;
+		uint64_t rng = seed * 0x9e3779b97f4a7c15ull + from;
 		pid_t pid;
 		int fd;
 
 		make_segment(g->name);
-		for (size_t i = 0; i < sizeof garbage; i += 8) {
+		for (size_t i = 0; i < glen; i += 8) {
 			uint64_t r = tu_rand_next(&rng);
 
 			memcpy(garbage + i, &r, 8);
 		}
 		fd = open_segment_file(g->name);
 		assert_true(fd >= 0);
-		assert_int_equal(pwrite(fd, garbage, sizeof garbage, 64),
-		                 sizeof garbage);
+		assert_int_equal(pwrite(fd, garbage, glen, (off_t)from), (ssize_t)glen);
 		close(fd);
 
 		g->seed = seed;
@@ -554,12 +556,24 @@ static void test_badinput_header_garbage_rejected_without_crash(void **state)
 			break;
 		}
 	}
-	print_message("garbage headers: %u ECORRUPT, %u EVERSION, %u other, "
-	              "%u crashed\n", ecorrupt, eversion, accepted, crashed);
+	print_message("garbage in header bytes %zu..4095: %u ECORRUPT, %u EVERSION, %u other, "
+	              "%u crashed\n", from, ecorrupt, eversion, accepted, crashed);
 	tu_shared_free(g, sizeof *g);
 	assert_int_equal(crashed, 0);
 	assert_int_equal(accepted, 0);
 	assert_int_equal(ecorrupt + eversion, GARBAGE_SEEDS);
+}
+
+static void test_badinput_header_garbage_rejected_without_crash(void **state)
+{
+	/* magic, layout signature and the first fields intact */
+	check_header_garbage(*state, 64);
+}
+
+static void test_badinput_header_fields_garbage_rejected_without_crash(void **state)
+{
+	/* only magic and layout signature intact */
+	check_header_garbage(*state, 16);
 }
 
 static void test_badinput_zero_size_file_fails_within_timeout(void **state)
@@ -720,6 +734,7 @@ int main(void)
 		TEST_NAMED(test_badinput_bad_magic_with_create_eversion),
 		TEST_NAMED(test_badinput_truncated_segment_ecorrupt),
 		TEST_NAMED(test_badinput_header_garbage_rejected_without_crash),
+		TEST_NAMED(test_badinput_header_fields_garbage_rejected_without_crash),
 		TEST_NAMED(test_badinput_zero_size_file_fails_within_timeout),
 		TEST_NAMED(test_badinput_other_user_mode_0600_eperm),
 		TEST_NAMED(test_badinput_other_user_rdonly_on_0644_eperm),
