@@ -26,6 +26,9 @@ void shmc__keyref_init(const shmc_cache *c, struct shmc__keyref *k, const void *
 	k->hash = XXH3_64bits(key, klen);
 	k->bucket = (uint32_t)(((k->hash & 0xffffffffu) * (uint64_t)c->geo.nbuckets) >> 32);
 	k->tag = (uint16_t)(k->hash >> SHMC__ENTRY_TAG_SHIFT);
+	/* The bucket line is the first miss of every operation: start it now,
+	 * to overlap with whatever the caller does before the lookup. */
+	__builtin_prefetch(&c->buckets[k->bucket]);
 }
 
 static inline uint32_t neighbour(const shmc_cache *c, uint32_t b, uint32_t n)
@@ -77,9 +80,12 @@ static inline int item_match(shmc_cache *c, const struct shmc__keyref *k, uint64
 static inline int scan_bucket(shmc_cache *c, const struct shmc__keyref *k,
 			      struct shmc__bucket *b, struct shmc__found *f)
 {
+	/* One compare per slot: tag and "holds an item" together. */
+	const uint64_t mask = ~(uint64_t)0 << SHMC__ENTRY_TAG_SHIFT | SHMC__ENTRY_ITEM;
+	const uint64_t want = (uint64_t)k->tag << SHMC__ENTRY_TAG_SHIFT | SHMC__ENTRY_ITEM;
 	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++) {
 		uint64_t e = CMM_LOAD_SHARED(b->slot[s]);
-		if (shmc__entry_tag(e) != k->tag || !(e & SHMC__ENTRY_ITEM))
+		if ((e & mask) != want)
 			continue;
 		int m = item_match(c, k, e, f);
 		if (m > 0) {
@@ -165,7 +171,7 @@ void shmc__bucket_lock(shmc_cache *c, struct shmc__tctx *t, uint32_t b)
 		}
 		/* Held for a while: the holder may be dead. Its bucket is
 		 * consistent (single-word commits), so take the lock over. */
-		if ((spin & 63) == 0 && shmc__lock_holder_dead(c, cur) &&
+		if ((spin & 63) == 0 && shmc__lock_holder_dead(c, cur, true) &&
 		    uatomic_cmpxchg(lock, cur, t->lock_id) == cur)
 			return;
 		sched_yield();
@@ -175,6 +181,7 @@ void shmc__bucket_lock(shmc_cache *c, struct shmc__tctx *t, uint32_t b)
 void shmc__bucket_unlock(shmc_cache *c, struct shmc__tctx *t, uint32_t b)
 {
 	(void)t;
-	cmm_smp_mb();
-	uatomic_set(&c->buckets[b].lock, 0);
+	/* Release: every slot store of the critical section is visible
+	 * before the lock reads free. */
+	__atomic_store_n(&c->buckets[b].lock, 0, __ATOMIC_RELEASE);
 }

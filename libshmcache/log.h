@@ -50,11 +50,14 @@ struct shmc__chunk {
 	uint32_t owner;     /* thread slot + 1 while OPEN (owner's identity) */
 	uint64_t base_ms;   /* coarse-clock ms when opened (owner, before use) */
 	uint64_t used;      /* bytes appended; owner stores after writing items */
-	uint64_t dead;      /* bytes of unlinked items; atomic add by anyone */
 	uint64_t retire_gp; /* gp_ctr value whose grace period frees it */
-	uint64_t reserved[3];
+	uint64_t reserved[4];
+	/* On its own line: every writer that displaces an item adds here, and
+	 * that must not bounce the line the owner appends through. */
+	_Alignas(64) uint64_t dead; /* bytes of unlinked items; atomic add */
+	uint64_t reserved2[7];
 };
-_Static_assert(sizeof(struct shmc__chunk) == 64, "one cache line");
+_Static_assert(sizeof(struct shmc__chunk) == 128, "two cache lines");
 
 
 

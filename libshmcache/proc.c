@@ -159,7 +159,7 @@ void shmc__thread_slot_release(shmc_cache *c, uint32_t idx)
 	thread_slot_free(c, idx);
 }
 
-bool shmc__lock_holder_dead(shmc_cache *c, uint32_t lockword)
+bool shmc__lock_holder_dead(shmc_cache *c, uint32_t lockword, bool reap)
 {
 	uint32_t slot = (lockword & 0xffffu) - 1;
 	uint32_t gen = lockword >> 16;
@@ -173,6 +173,7 @@ bool shmc__lock_holder_dead(shmc_cache *c, uint32_t lockword)
 		return true;
 	if (shmc__proc_alive(c, owner - 1))
 		return false;
-	shmc__proc_reap_if_dead(c, owner - 1);
+	if (reap)
+		shmc__proc_reap_if_dead(c, owner - 1);
 	return true;
 }

@@ -73,7 +73,8 @@ int shmc__thread_slot_claim(struct shmc_cache *c, uint32_t *idx);
 void shmc__thread_slot_release(struct shmc_cache *c, uint32_t idx);
 
 /* true if the holder recorded in a bucket lock word is gone: its thread slot
- * was released or re-claimed since, or its process is dead. */
-bool shmc__lock_holder_dead(struct shmc_cache *c, uint32_t lockword);
+ * was released or re-claimed since, or its process is dead (which, with
+ * reap, is then reaped). */
+bool shmc__lock_holder_dead(struct shmc_cache *c, uint32_t lockword, bool reap);
 
 #endif

@@ -353,14 +353,15 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	return 0;
 }
 
-static int attach_existing(shmc_cache *c)
+static int attach_existing(shmc_cache *c, int flags)
 {
+	int prot = (flags & SHMC__INSPECT) ? PROT_READ : PROT_READ | PROT_WRITE;
 	struct stat st;
 	int rc = wait_ready(c, &st);
 	if (rc)
 		return rc;
 	uint64_t bytes = (uint64_t)st.st_size;
-	void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+	void *base = mmap(NULL, bytes, prot, MAP_SHARED, c->fd, 0);
 	if (base == MAP_FAILED)
 		return shmc__fail(c, errno_code(errno), "mmap: %s", strerror(errno));
 	c->base = base;
@@ -408,9 +409,9 @@ int shmc__segment_open(shmc_cache *c, const char *name, const struct shmc_opts *
 			if (flags & SHMC_EXCL)
 				return shmc__fail(c, SHMC_EEXIST, "segment %s already exists", name);
 		}
-		c->fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+		c->fd = shm_open(path, ((flags & SHMC__INSPECT) ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 		if (c->fd >= 0)
-			return attach_existing(c);
+			return attach_existing(c, flags);
 		if (errno == ENOENT && (flags & SHMC_CREATE))
 			continue; /* unlinked between our two opens: create again */
 		int e = errno;

@@ -99,7 +99,11 @@ struct shmc_opts;
  * [A-Za-z0-9._-]. */
 int shmc__segment_path(const char *name, char *path, size_t cap);
 
-/* Create or attach (per SHMC_CREATE / SHMC_EXCL) and validate; on success
+/* Internal open flag: map read-only, for inspection tools (verify). */
+#define SHMC__INSPECT 0x100
+
+/* Create or attach (per SHMC_CREATE / SHMC_EXCL, or SHMC__INSPECT) and
+ * validate; on success
  * c->fd, c->base, the region pointers and c->geo are set. */
 int shmc__segment_open(struct shmc_cache *c, const char *name,
 		       const struct shmc_opts *o, int flags);
