@@ -17,6 +17,7 @@
 #include "index.h"
 #include "log.h"
 #include "rcu.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -82,11 +83,11 @@ static inline uint64_t item_bytes(const struct shmc__item_hdr *h)
 
 /* Account a replaced or removed entry dead. Inside a read section, so the
  * item is still readable. */
-static void entry_dead(shmc_cache *c, uint64_t e)
+static void entry_dead(shmc_cache *c, struct shmc__tctx *t, uint64_t e)
 {
 	struct shmc__item_hdr h;
 	shmc__item_hdr_read(c->data + shmc__entry_off(e), &h);
-	shmc__log_item_dead(c, shmc__entry_off(e), item_bytes(&h));
+	shmc__log_item_dead(c, t, shmc__entry_off(e), item_bytes(&h));
 }
 
 /* Look up inside an open read section. On a hit *f is filled; the expired
@@ -133,6 +134,7 @@ int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
 	shmc__keyref_init(c, &k, key, klen);
 	struct shmc__found f;
 	shmc__rcu_read_enter(c, t);
+	SHMC__FAULT_POINT("read.section");
 	rc = lookup(c, t, &k, &f);
 	if (rc == 0) {
 		*vlen = f.hdr.vlen;
@@ -234,12 +236,15 @@ static int write_commit(shmc_cache *c, struct shmc__tctx *t, const struct shmc__
 	uint64_t displaced;
 	shmc__rcu_read_enter(c, t);
 	shmc__bucket_lock(c, t, k->bucket);
+	SHMC__FAULT_POINT("write.locked");
 	int rc = publish_locked(c, k, w, &displaced);
+	SHMC__FAULT_POINT("write.published");
 	shmc__bucket_unlock(c, t, k->bucket);
+	SHMC__FAULT_POINT("write.unlocked");
 	if (rc)
-		shmc__log_item_dead(c, w->off, item_size);
+		shmc__log_item_dead(c, t, w->off, item_size);
 	else if (displaced)
-		entry_dead(c, displaced);
+		entry_dead(c, t, displaced);
 	else
 		shmc__count(t, SHMC__CTR_items_added, 1);
 	shmc__rcu_read_exit(c, t);
@@ -277,6 +282,7 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 	rc = shmc__log_append(c, t, key, klen, val, vlen, expire, &w.off);
 	if (rc)
 		return rc;
+	SHMC__FAULT_POINT("set.appended");
 	rc = write_commit(c, t, &k, &w, SHMC__ITEM_HDR + klen + vlen);
 	if (!rc)
 		shmc__count(t, SHMC__CTR_sets, 1);
@@ -299,15 +305,17 @@ int shmc_del(shmc_cache *c, const void *key, size_t klen)
 	uint64_t removed = 0, now = 0;
 	shmc__rcu_read_enter(c, t);
 	shmc__bucket_lock(c, t, k.bucket);
+	SHMC__FAULT_POINT("del.locked");
 	rc = shmc__index_find(c, &k, &f);
 	if (rc == 0) {
 		/* An expired item is removed too, but reported absent. */
 		rc = expired(&f, &now) ? SHMC_ENOTFOUND : 0;
 		removed = shmc__index_remove_locked(c, &k, &f);
+		SHMC__FAULT_POINT("del.removed");
 	}
 	shmc__bucket_unlock(c, t, k.bucket);
 	if (removed) {
-		entry_dead(c, removed);
+		entry_dead(c, t, removed);
 		shmc__count(t, SHMC__CTR_items_removed, 1);
 	}
 	shmc__rcu_read_exit(c, t);
@@ -390,6 +398,7 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 		rc = shmc__log_append(c, t, key, klen, text, (size_t)n, expire, &w.off);
 		if (rc)
 			return rc;
+		SHMC__FAULT_POINT("incr.appended");
 		rc = write_commit(c, t, &k, &w, SHMC__ITEM_HDR + klen + (uint64_t)n);
 		if (rc == SHMC_EAGAIN_INTERNAL)
 			continue;

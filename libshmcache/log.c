@@ -14,6 +14,7 @@
 #include "handle.h"
 #include "rcu.h"
 #include "sweeper.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -46,11 +47,17 @@ static void chunk_stamp_retired(shmc_cache *c, uint32_t k)
 	uatomic_set(&ch->state, SHMC__CHUNK_RETIRED);
 }
 
-static void chunk_try_retire(shmc_cache *c, uint32_t k)
+void shmc__chunk_try_retire(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
 {
-	if (uatomic_cmpxchg(&c->chunks[k].state, SHMC__CHUNK_SEALED, SHMC__CHUNK_RETIRING) ==
-	    SHMC__CHUNK_SEALED)
+	struct shmc__chunk *ch = &c->chunks[k];
+	if (uatomic_read(&ch->state) != SHMC__CHUNK_SEALED ||
+	    uatomic_read(&ch->dead) != uatomic_read(&ch->used))
+		return;
+	if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, shmc__retiring_word(t->lock_id)) ==
+	    SHMC__CHUNK_SEALED) {
+		SHMC__FAULT_POINT("retire.claimed");
 		chunk_stamp_retired(c, k);
+	}
 }
 
 void shmc__chunk_retire_evicted(shmc_cache *c, uint32_t k)
@@ -58,31 +65,32 @@ void shmc__chunk_retire_evicted(shmc_cache *c, uint32_t k)
 	chunk_stamp_retired(c, k);
 }
 
-void shmc__chunk_seal(shmc_cache *c, uint32_t k)
+void shmc__chunk_seal(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
 {
 	struct shmc__chunk *ch = &c->chunks[k];
 	if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_OPEN, SHMC__CHUNK_SEALED) != SHMC__CHUNK_OPEN)
 		return;
+	SHMC__FAULT_POINT("chunk.sealed");
 	/* cmpxchg is a full barrier: a concurrent last-dead writer either sees
 	 * SEALED or we see its dead count. */
-	if (uatomic_read(&ch->dead) == uatomic_read(&ch->used))
-		chunk_try_retire(c, k);
+	if (t)
+		shmc__chunk_try_retire(c, t, k);
 }
 
-void shmc__log_item_dead(shmc_cache *c, uint64_t off, uint64_t bytes)
+void shmc__log_item_dead(shmc_cache *c, struct shmc__tctx *t, uint64_t off, uint64_t bytes)
 {
 	uint32_t k = shmc__chunk_of(c, off);
 	struct shmc__chunk *ch = &c->chunks[k];
 	uint64_t dead = uatomic_add_return(&ch->dead, bytes);
 	if (uatomic_read(&ch->state) == SHMC__CHUNK_SEALED && dead == uatomic_read(&ch->used))
-		chunk_try_retire(c, k);
+		shmc__chunk_try_retire(c, t, k);
 }
 
 void shmc__log_thread_done(shmc_cache *c, struct shmc__tctx *t)
 {
 	if (!t->chunk)
 		return;
-	shmc__chunk_seal(c, t->chunk - 1);
+	shmc__chunk_seal(c, t, t->chunk - 1);
 	t->chunk = 0;
 }
 
@@ -94,6 +102,8 @@ static void chunk_take(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t
 	ch->used = 0;
 	ch->dead = 0;
 	ch->retire_gp = 0;
+	uatomic_set(&ch->life, ch->life + 1);
+	SHMC__FAULT_POINT("chunk.take");
 	cmm_smp_wmb();
 	uatomic_set(&ch->state, SHMC__CHUNK_OPEN);
 	t->chunk = k + 1;

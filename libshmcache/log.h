@@ -37,6 +37,9 @@ struct shmc__item_hdr {
 };
 _Static_assert(sizeof(struct shmc__item_hdr) == SHMC__ITEM_HDR, "packed header");
 
+/* Chunk state word: the state in the low 4 bits. A RETIRING word also names
+ * its claimant (thread slot + 1 in bits 4..19, the slot's generation's low
+ * 12 bits above), so a reaper can finish a retirement whose claimant died. */
 enum {
 	SHMC__CHUNK_FREE = 0,
 	SHMC__CHUNK_OPEN = 1,
@@ -51,7 +54,8 @@ struct shmc__chunk {
 	uint64_t base_ms;   /* coarse-clock ms when opened (owner, before use) */
 	uint64_t used;      /* bytes appended; owner stores after writing items */
 	uint64_t retire_gp; /* gp_ctr value whose grace period frees it */
-	uint64_t reserved[4];
+	uint64_t life;      /* +1 on every allocation: tells reuse apart */
+	uint64_t reserved[3];
 	/* On its own line: every writer that displaces an item adds here, and
 	 * that must not bounce the line the owner appends through. */
 	_Alignas(64) uint64_t dead; /* bytes of unlinked items; atomic add */
@@ -60,6 +64,19 @@ struct shmc__chunk {
 _Static_assert(sizeof(struct shmc__chunk) == 128, "two cache lines");
 
 
+
+#define SHMC__CHUNK_STATE_MASK 0xfu
+
+static inline uint32_t shmc__chunk_state(uint32_t word)
+{
+	return word & SHMC__CHUNK_STATE_MASK;
+}
+
+/* The RETIRING word of a claimant whose bucket-lock id is lock_id. */
+static inline uint32_t shmc__retiring_word(uint32_t lock_id)
+{
+	return ((lock_id >> 16) & 0xfffu) << 20 | (lock_id & 0xffffu) << 4 | SHMC__CHUNK_RETIRING;
+}
 
 struct shmc_cache;
 struct shmc__tctx;
@@ -75,10 +92,16 @@ int shmc__log_append(struct shmc_cache *c, struct shmc__tctx *t, const void *key
 
 /* The item of size bytes at data offset off is unreachable: account it dead
  * in its chunk, and retire the chunk if that was its last live byte. */
-void shmc__log_item_dead(struct shmc_cache *c, uint64_t off, uint64_t bytes);
+void shmc__log_item_dead(struct shmc_cache *c, struct shmc__tctx *t, uint64_t off,
+			 uint64_t bytes);
 
-/* Owner is done with chunk k (also used by reapers for dead owners). */
-void shmc__chunk_seal(struct shmc_cache *c, uint32_t k);
+/* Chunk k takes no more appends. t is the sealing thread, or NULL for a
+ * reaper sealing a dead owner's chunk (it then does not try to retire it:
+ * the audit or the evictor will). */
+void shmc__chunk_seal(struct shmc_cache *c, struct shmc__tctx *t, uint32_t k);
+
+/* If chunk k is SEALED with every byte dead, retire it. */
+void shmc__chunk_try_retire(struct shmc_cache *c, struct shmc__tctx *t, uint32_t k);
 
 /* RETIRING -> RETIRED for a chunk an evictor emptied (sweeper.c). */
 void shmc__chunk_retire_evicted(struct shmc_cache *c, uint32_t k);

@@ -77,7 +77,7 @@ static void proc_release_locked(shmc_cache *c, uint32_t idx)
 		for (uint32_t k = 0; k < c->geo.nchunks; k++)
 			if (uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_OPEN &&
 			    uatomic_read(&c->chunks[k].owner) == t + 1)
-				shmc__chunk_seal(c, k);
+				shmc__chunk_seal(c, NULL, k);
 		thread_slot_free(c, t);
 	}
 	uatomic_set(&c->procs[idx].state, SHMC__PROC_FREE);
@@ -176,4 +176,16 @@ bool shmc__lock_holder_dead(shmc_cache *c, uint32_t lockword, bool reap)
 	if (reap)
 		shmc__proc_reap_if_dead(c, owner - 1);
 	return true;
+}
+
+bool shmc__claimant_gone(shmc_cache *c, uint32_t word)
+{
+	uint32_t slot1 = (word >> 4) & 0xffffu, gen12 = word >> 20;
+	if (slot1 == 0 || slot1 > c->geo.max_threads)
+		return true;
+	struct shmc__thread_slot *ts = &c->threads[slot1 - 1];
+	uint32_t owner = uatomic_read(&ts->owner_proc);
+	if (owner == 0 || (uatomic_read(&ts->gen) & 0xfffu) != gen12 || owner - 1 >= c->geo.max_procs)
+		return true;
+	return !shmc__proc_alive(c, owner - 1);
 }

@@ -77,4 +77,7 @@ void shmc__thread_slot_release(struct shmc_cache *c, uint32_t idx);
  * reap, is then reaped). */
 bool shmc__lock_holder_dead(struct shmc_cache *c, uint32_t lockword, bool reap);
 
+/* true if the claimant named in a RETIRING chunk state word is gone. */
+bool shmc__claimant_gone(struct shmc_cache *c, uint32_t word);
+
 #endif

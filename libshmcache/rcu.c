@@ -18,6 +18,7 @@
 #include <linux/membarrier.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <sched.h>
 #include <unistd.h>
 #include "atomic.h"
 
@@ -112,4 +113,19 @@ uint64_t shmc__rcu_oldest_reader(shmc_cache *c)
 	}
 	cmm_smp_mb();
 	return oldest;
+}
+
+bool shmc__rcu_wait(shmc_cache *c, uint64_t stamp, unsigned timeout_ms)
+{
+	uint64_t start = shmc__now_ms();
+	for (unsigned spin = 0;; spin++) {
+		if (stamp < shmc__rcu_oldest_reader(c))
+			return true;
+		if (shmc__now_ms() - start > timeout_ms)
+			return false;
+		if (spin < 16)
+			sched_yield();
+		else
+			usleep(spin < 64 ? 50 : 500);
+	}
 }

@@ -44,4 +44,8 @@ uint64_t shmc__rcu_retire_stamp(struct shmc_cache *c);
  * returns 0 (nothing is safe). */
 uint64_t shmc__rcu_oldest_reader(struct shmc_cache *c);
 
+/* Wait until memory stamped `stamp` is reusable, up to timeout_ms. The
+ * caller must not be inside a read section. Returns true if it is. */
+bool shmc__rcu_wait(struct shmc_cache *c, uint64_t stamp, unsigned timeout_ms);
+
 #endif

@@ -16,7 +16,9 @@
 #include "index.h"
 #include "log.h"
 #include "rcu.h"
+#include "fault.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include "atomic.h"
 
@@ -68,6 +70,25 @@ static uint64_t evict_item(shmc_cache *c, struct shmc__tctx *t, uint64_t off, ui
 	return bytes;
 }
 
+/* Unlink whatever is still reachable in chunk k (claimed RETIRING by the
+ * caller) and retire it. */
+static void evict_chunk(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
+{
+	uint64_t base = (uint64_t)k << c->geo.chunk_shift;
+	uint64_t used = uatomic_read(&c->chunks[k].used);
+	if (used > c->geo.chunk_bytes)
+		used = c->geo.chunk_bytes;
+	uint64_t end = base + used;
+	for (uint64_t off = base; off < end;) {
+		uint64_t bytes = evict_item(c, t, off, end);
+		if (!bytes)
+			break;
+		off += bytes;
+		SHMC__FAULT_POINT("evict.item");
+	}
+	shmc__chunk_retire_evicted(c, k);
+}
+
 bool shmc__reclaim_direct(shmc_cache *c, struct shmc__tctx *t)
 {
 	for (int tries = 0; tries < 4; tries++) {
@@ -76,22 +97,120 @@ bool shmc__reclaim_direct(shmc_cache *c, struct shmc__tctx *t)
 			return false;
 		struct shmc__chunk *ch = &c->chunks[k];
 		/* Claim it: only one evictor per chunk. */
-		if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, SHMC__CHUNK_RETIRING) !=
+		if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, shmc__retiring_word(t->lock_id)) !=
 		    SHMC__CHUNK_SEALED)
 			continue;
-		uint64_t base = (uint64_t)k << c->geo.chunk_shift;
-		uint64_t used = uatomic_read(&ch->used);
-		if (used > c->geo.chunk_bytes)
-			used = c->geo.chunk_bytes;
-		uint64_t end = base + used;
-		for (uint64_t off = base; off < end;) {
-			uint64_t bytes = evict_item(c, t, off, end);
-			if (!bytes)
-				break;
-			off += bytes;
-		}
-		shmc__chunk_retire_evicted(c, k);
+		SHMC__FAULT_POINT("evict.claimed");
+		evict_chunk(c, t, k);
 		return true;
 	}
 	return false;
+}
+
+static uint32_t release_dead_locks(shmc_cache *c)
+{
+	uint32_t released = 0;
+	for (uint32_t b = 0; b < c->geo.nbuckets; b++) {
+		uint32_t *lock = &c->buckets[b].lock;
+		uint32_t w = uatomic_read(lock);
+		if (w && shmc__lock_holder_dead(c, w, false) && uatomic_cmpxchg(lock, w, 0) == w)
+			released++;
+	}
+	return released;
+}
+
+static uint32_t finish_retirements(shmc_cache *c, struct shmc__tctx *t)
+{
+	uint32_t finished = 0;
+	for (uint32_t k = 0; k < c->geo.nchunks; k++) {
+		struct shmc__chunk *ch = &c->chunks[k];
+		uint32_t w = uatomic_read(&ch->state);
+		if (shmc__chunk_state(w) != SHMC__CHUNK_RETIRING || !shmc__claimant_gone(c, w))
+			continue;
+		if (uatomic_cmpxchg(&ch->state, w, shmc__retiring_word(t->lock_id)) != w)
+			continue;
+		/* The claimant may have died anywhere between claiming and
+		 * stamping: evicting again is harmless and covers every case. */
+		evict_chunk(c, t, k);
+		finished++;
+	}
+	return finished;
+}
+
+/* Bytes reachable from the index, per chunk. Inside a read section: the
+ * headers read belong to items other writers may displace meanwhile. */
+static void reachable_per_chunk(shmc_cache *c, struct shmc__tctx *t, uint64_t *reach)
+{
+	shmc__rcu_read_enter(c, t);
+	for (uint32_t b = 0; b < c->geo.nbuckets; b++) {
+		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++) {
+			uint64_t e = uatomic_read(&c->buckets[b].slot[s]);
+			uint64_t off = shmc__entry_off(e);
+			if (!(e & SHMC__ENTRY_ITEM) || off + SHMC__ITEM_HDR > c->geo.data_bytes)
+				continue;
+			struct shmc__item_hdr h;
+			shmc__item_hdr_read(c->data + off, &h);
+			reach[shmc__chunk_of(c, off)] += SHMC__ITEM_HDR + (uint64_t)h.klen + h.vlen;
+		}
+	}
+	shmc__rcu_read_exit(c, t);
+}
+
+/* Count as dead what no index entry reaches in chunks that were sealed
+ * throughout. Writers count a displaced item dead inside the read section
+ * in which they displaced it, so after one grace period every displacement
+ * the walk saw has been counted; what is still missing belongs to a writer
+ * that died. Displacements after the walk only make the estimate smaller,
+ * so the audit never counts a byte twice. */
+static uint64_t audit_sealed(shmc_cache *c, struct shmc__tctx *t)
+{
+	uint32_t n = c->geo.nchunks;
+	uint64_t *reach = calloc(n, sizeof(*reach));
+	uint64_t *life = calloc(n, sizeof(*life));
+	if (!reach || !life) {
+		free(reach);
+		free(life);
+		return 0;
+	}
+	for (uint32_t k = 0; k < n; k++)
+		life[k] = uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_SEALED
+				  ? uatomic_read(&c->chunks[k].life)
+				  : 0;
+	reachable_per_chunk(c, t, reach);
+	uint64_t recovered = 0;
+	if (shmc__rcu_wait(c, shmc__rcu_retire_stamp(c), 2000)) {
+		/* In a read section, so a chunk seen SEALED with the same life
+		 * cannot be retired and handed out again before the add. */
+		shmc__rcu_read_enter(c, t);
+		for (uint32_t k = 0; k < n; k++) {
+			struct shmc__chunk *ch = &c->chunks[k];
+			if (!life[k] || uatomic_read(&ch->state) != SHMC__CHUNK_SEALED ||
+			    uatomic_read(&ch->life) != life[k])
+				continue;
+			uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
+			if (dead + reach[k] >= used)
+				continue;
+			uint64_t missing = used - dead - reach[k];
+			uatomic_add(&ch->dead, missing);
+			recovered += missing;
+			shmc__chunk_try_retire(c, t, k);
+		}
+		shmc__rcu_read_exit(c, t);
+	}
+	free(reach);
+	free(life);
+	return recovered;
+}
+
+int shmc__reap_pass(shmc_cache *c, struct shmc__tctx *t, struct shmc__reap_result *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (uint32_t p = 0; p < c->geo.max_procs; p++)
+		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE &&
+		    shmc__proc_reap_if_dead(c, p))
+			out->procs_reaped++;
+	out->locks_released = release_dead_locks(c);
+	out->retirements_finished = finish_retirements(c, t);
+	out->leaked_bytes_recovered = audit_sealed(c, t);
+	return 0;
 }

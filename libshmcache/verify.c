@@ -106,7 +106,7 @@ static void check_chunks(struct walk *w)
 		struct shmc__chunk *ch = &c->chunks[k];
 		uint32_t st = uatomic_read(&ch->state);
 		uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
-		switch (st) {
+		switch (shmc__chunk_state(st)) {
 		case SHMC__CHUNK_FREE:
 			w->r->chunks_free++;
 			continue;

@@ -1,0 +1,46 @@
+/* fault.c - see fault.h. */
+#include "fault.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool shmc__fault_points_built(void)
+{
+#if defined(SHMC_FAULT_POINTS) && SHMC_FAULT_POINTS
+	return true;
+#else
+	return false;
+#endif
+}
+
+#if defined(SHMC_FAULT_POINTS) && SHMC_FAULT_POINTS
+static pthread_once_t parse_once = PTHREAD_ONCE_INIT;
+static char armed_name[64];
+static long armed_at;   /* kill on this hit; 0 = disarmed */
+static long hits;
+
+static void parse_env(void)
+{
+	const char *spec = getenv("SHMC_FAULT");
+	if (!spec || !*spec)
+		return;
+	const char *colon = strchr(spec, ':');
+	size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+	if (n == 0 || n >= sizeof(armed_name))
+		return;
+	memcpy(armed_name, spec, n);
+	armed_name[n] = 0;
+	armed_at = colon ? strtol(colon + 1, NULL, 10) : 1;
+}
+
+void shmc__fault_hit(const char *name)
+{
+	pthread_once(&parse_once, parse_env);
+	if (armed_at <= 0 || strcmp(name, armed_name) != 0)
+		return;
+	if (__atomic_add_fetch(&hits, 1, __ATOMIC_RELAXED) == armed_at)
+		raise(SIGKILL);
+}
+#endif

@@ -1,0 +1,28 @@
+/*
+ * fault.h - named fault points for crash tests.
+ *
+ * Built with -DSHMC_FAULT_POINTS=ON, SHMC__FAULT_POINT("name") kills the
+ * calling process with SIGKILL at the N-th time it passes point "name" when
+ * the environment says SHMC_FAULT=name or SHMC_FAULT=name:N (default N = 1).
+ * In normal builds the macro compiles to nothing.
+ *
+ * Points: set.appended, incr.appended, write.locked, write.published,
+ * write.unlocked, del.locked, del.removed, read.section, chunk.take,
+ * chunk.sealed, retire.claimed, evict.claimed, evict.item.
+ */
+#ifndef SHMC_FAULT_H
+#define SHMC_FAULT_H
+
+#include <stdbool.h>
+
+/* true if this build has fault points compiled in. */
+bool shmc__fault_points_built(void);
+
+#if defined(SHMC_FAULT_POINTS) && SHMC_FAULT_POINTS
+void shmc__fault_hit(const char *name);
+#define SHMC__FAULT_POINT(name) shmc__fault_hit(name)
+#else
+#define SHMC__FAULT_POINT(name) ((void)0)
+#endif
+
+#endif
