@@ -31,7 +31,7 @@
 #include <unistd.h>
 #include "atomic.h"
 
-__thread struct shmc__tls_entry shmc__tls[SHMC__TLS_WAYS];
+__thread struct shmc__tls_entry shmc__tls[SHMC__TLS_WAYS] SHMC__TLS_MODEL;
 static __thread unsigned tls_victim;
 
 uint64_t shmc__fork_gen;

@@ -90,7 +90,11 @@ struct shmc__tls_entry {
 	uint64_t serial;
 	struct shmc__tctx *tctx;
 };
-extern __thread struct shmc__tls_entry shmc__tls[SHMC__TLS_WAYS];
+/* initial-exec: a direct %fs access on every call instead of a
+ * __tls_get_addr call; 64 bytes fit glibc's static TLS surplus even when
+ * the library is loaded with dlopen(). */
+#define SHMC__TLS_MODEL __attribute__((tls_model("initial-exec")))
+extern __thread struct shmc__tls_entry shmc__tls[SHMC__TLS_WAYS] SHMC__TLS_MODEL;
 
 static inline struct shmc__tctx *shmc__tctx_get(shmc_cache *c, int *err)
 {

@@ -8,6 +8,7 @@
  * the primary says some of its keys overflowed there.
  */
 #include "index.h"
+#include "index_read.h"
 
 #include "handle.h"
 
@@ -31,90 +32,6 @@ void shmc__keyref_init(const shmc_cache *c, struct shmc__keyref *k, const void *
 	__builtin_prefetch(&c->buckets[k->bucket]);
 }
 
-static inline uint32_t neighbour(const shmc_cache *c, uint32_t b, uint32_t n)
-{
-	b += n;
-	return b >= c->geo.nbuckets ? b - c->geo.nbuckets : b;
-}
-
-/* Short keys are the common case: compare them word by word inline
- * instead of calling memcmp. */
-static inline bool key_equal(const unsigned char *a, const unsigned char *b, size_t n)
-{
-	while (n >= 8) {
-		uint64_t x, y;
-		memcpy(&x, a, 8);
-		memcpy(&y, b, 8);
-		if (x != y)
-			return false;
-		a += 8, b += 8, n -= 8;
-	}
-	return n == 0 || memcmp(a, b, n) == 0;
-}
-
-/* Bounds-check the entry and match the key. 1 = match, 0 = other key,
- * <0 = corrupt. */
-static inline int item_match(shmc_cache *c, const struct shmc__keyref *k, uint64_t e,
-			     struct shmc__found *f)
-{
-	uint64_t off = shmc__entry_off(e);
-	uint64_t chunk_end = (off | (c->geo.chunk_bytes - 1)) + 1;
-	if (chunk_end > c->geo.data_bytes || off + SHMC__ITEM_HDR > chunk_end)
-		return SHMC_ECORRUPT;
-	unsigned char *p = c->data + off;
-	struct shmc__item_hdr h;
-	shmc__item_hdr_read(p, &h);
-	if (h.klen != k->klen)
-		return 0;
-	if (off + SHMC__ITEM_HDR + h.klen + (uint64_t)h.vlen > chunk_end)
-		return SHMC_ECORRUPT;
-	if (!key_equal(p + SHMC__ITEM_HDR, k->key, k->klen))
-		return 0;
-	f->entry = e;
-	f->item = p;
-	f->hdr = h;
-	f->expire_abs_ms = shmc__item_expiry(&c->chunks[off >> c->geo.chunk_shift], &h);
-	return 1;
-}
-
-static inline int scan_bucket(shmc_cache *c, const struct shmc__keyref *k,
-			      struct shmc__bucket *b, struct shmc__found *f)
-{
-	/* One compare per slot: tag and "holds an item" together. */
-	const uint64_t mask = ~(uint64_t)0 << SHMC__ENTRY_TAG_SHIFT | SHMC__ENTRY_ITEM;
-	const uint64_t want = (uint64_t)k->tag << SHMC__ENTRY_TAG_SHIFT | SHMC__ENTRY_ITEM;
-	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++) {
-		uint64_t e = CMM_LOAD_SHARED(b->slot[s]);
-		if ((e & mask) != want)
-			continue;
-		int m = item_match(c, k, e, f);
-		if (m > 0) {
-			f->slot = &b->slot[s];
-			return 0;
-		}
-		if (m < 0)
-			return m;
-	}
-	return SHMC_ENOTFOUND;
-}
-
-int shmc__index_find(shmc_cache *c, const struct shmc__keyref *k, struct shmc__found *f)
-{
-	struct shmc__bucket *primary = &c->buckets[k->bucket];
-	int rc = scan_bucket(c, k, primary, f);
-	if (rc != SHMC_ENOTFOUND)
-		return rc;
-	uint32_t probe = CMM_LOAD_SHARED(primary->probe);
-	if (probe > SHMC__MAX_PROBE)
-		probe = SHMC__MAX_PROBE; /* a scribbled value costs time, not safety */
-	for (uint32_t n = 1; n <= probe; n++) {
-		rc = scan_bucket(c, k, &c->buckets[neighbour(c, k->bucket, n)], f);
-		if (rc != SHMC_ENOTFOUND)
-			return rc;
-	}
-	return SHMC_ENOTFOUND;
-}
-
 static bool claim_slot(struct shmc__bucket *b, uint64_t e)
 {
 	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
@@ -128,7 +45,7 @@ int shmc__index_insert_locked(shmc_cache *c, const struct shmc__keyref *k, uint6
 	uint64_t e = shmc__entry_make(k->tag, off);
 	struct shmc__bucket *primary = &c->buckets[k->bucket];
 	for (uint32_t n = 0; n <= SHMC__MAX_PROBE && n < c->geo.nbuckets; n++) {
-		struct shmc__bucket *b = &c->buckets[neighbour(c, k->bucket, n)];
+		struct shmc__bucket *b = &c->buckets[shmc__neighbour(c, k->bucket, n)];
 		if (n > primary->probe) {
 			/* Raise before the key can appear there (see index.h). */
 			uatomic_set(&primary->probe, (uint16_t)n);

@@ -84,16 +84,15 @@ struct shmc__found {
 	uint64_t expire_abs_ms; /* 0 = never */
 };
 
-/* Find key. Call inside a read section (or under the key's bucket lock and
- * a read section). Returns 0, SHMC_ENOTFOUND or SHMC_ECORRUPT (an entry
- * points outside the data area). Expiry is not checked here. */
-int shmc__index_find(struct shmc_cache *c, const struct shmc__keyref *k, struct shmc__found *f);
 
 /* Writer side, with the key's primary bucket locked:
  * publish a new item for a key known to be absent (claims a free slot in
  * the primary bucket or a neighbour) - 0 or SHMC_ENOSPC;
  * replace the item in f->slot - returns the previous entry;
  * remove the item in f->slot - returns the previous entry. */
+/* Finding a key: shmc__index_find() in index_read.h (inline: it is the
+ * whole of a GET). */
+
 int shmc__index_insert_locked(struct shmc_cache *c, const struct shmc__keyref *k, uint64_t off);
 uint64_t shmc__index_replace_locked(struct shmc_cache *c, const struct shmc__keyref *k,
 				    struct shmc__found *f, uint64_t off);
@@ -102,4 +101,5 @@ uint64_t shmc__index_remove_locked(struct shmc_cache *c, const struct shmc__keyr
 
 void shmc__bucket_lock(struct shmc_cache *c, struct shmc__tctx *t, uint32_t b);
 void shmc__bucket_unlock(struct shmc_cache *c, struct shmc__tctx *t, uint32_t b);
+
 #endif

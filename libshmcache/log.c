@@ -158,9 +158,10 @@ static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, uint64_t now,
 
 static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 {
-	uint64_t start = 0;
-	unsigned evictions = 0;
-	for (unsigned spin = 0;; spin++) {
+	/* Other writers may take the chunk we just freed; keep trying (evict,
+	 * wait for readers) until the deadline, not for a fixed count. */
+	uint64_t deadline = shmc__now_ms() + GRACE_WAIT_MS;
+	for (unsigned spin = 0; spin == 0 || shmc__now_ms() < deadline; spin++) {
 		uint64_t min_pending;
 		alloc_lock(c);
 		bool ok = chunk_find_locked(c, t, now, &min_pending);
@@ -170,17 +171,12 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 		/* Nothing is waiting for a grace period: make room by evicting
 		 * a sealed chunk, which then waits for one like any other. */
 		if (min_pending == UINT64_MAX) {
-			if (evictions++ < 4 && shmc__reclaim_direct(c, t))
+			if (shmc__reclaim_direct(c, t))
 				continue;
 			break;
 		}
 		/* A thread in a read section would wait for itself. */
 		if (t->read_depth)
-			break;
-		uint64_t ms = shmc__now_ms();
-		if (!start)
-			start = ms;
-		else if (ms - start > GRACE_WAIT_MS)
 			break;
 		if (spin < 16)
 			sched_yield();

@@ -14,6 +14,7 @@
 
 #include "handle.h"
 #include "index.h"
+#include "index_read.h"
 #include "log.h"
 #include "rcu.h"
 #include "fault.h"

@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "handle.h"
 #include "index.h"
+#include "index_read.h"
 #include "log.h"
 
 #include <stdarg.h>
