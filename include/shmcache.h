@@ -115,7 +115,8 @@ const char *shmc_errname(int err);
  * (for example which header field failed validation). The string belongs to
  * the library and is valid until the calling thread's next call on c.
  * Returns "" if there was no failure; never NULL. c may be NULL: then the
- * message of the calling thread's last failed shmc_open() is returned. */
+ * message of the calling thread's last failed call that takes no handle
+ * (shmc_open, shmc_unlink) is returned. */
 const char *shmc_errmsg(const shmc_cache *c);
 
 /* --------------------------------------------------------------- options */
@@ -224,19 +225,21 @@ int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
              size_t *vlen);
 
 /* Store key -> val for ttl_ms milliseconds (0 = the default TTL; the default
- * default is "never"). flags: SHMC_NX or SHMC_XX (not both);
+ * default is "never"). The item never expires before ttl_ms has passed, and
+ * at most one coarse-clock tick (about 4 ms) after. flags: SHMC_NX or SHMC_XX (not both);
  * SHMC_WRITE_THROUGH / SHMC_WRITE_BEHIND need an uplink.
  * Returns 0, SHMC_EEXIST (NX and present), SHMC_ENOTFOUND (XX and absent),
  * SHMC_EINVAL, SHMC_ETOOBIG (key or value over the limit), SHMC_ENOSPC (no
  * log memory can be freed, or the index bucket and its neighbours are full),
  * SHMC_EPERM (read-only handle), SHMC_EUPLINK (write-through without an
- * uplink). On failure the previous value, if any, is untouched.
+ * uplink), SHMC_ECORRUPT (the key's bucket points outside the data area).
+ * On failure the previous value, if any, is untouched.
  * Thread-safe; writers of the same key serialise on its bucket lock. */
 int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val,
              size_t vlen, uint32_t ttl_ms, int flags);
 
 /* Remove key. Returns 0, SHMC_ENOTFOUND, SHMC_EINVAL, SHMC_ETOOBIG,
- * SHMC_EPERM. Thread-safe. */
+ * SHMC_EPERM, SHMC_ECORRUPT. Thread-safe. */
 int shmc_del(shmc_cache *c, const void *key, size_t klen);
 
 /* Add delta to the decimal integer stored at key and store the result (as

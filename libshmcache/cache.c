@@ -48,7 +48,13 @@ static uint64_t default_expiry(const shmc_cache *c, uint32_t ttl_ms)
 {
 	if (!ttl_ms)
 		ttl_ms = c->geo.default_ttl_ms;
-	return ttl_ms ? shmc__now_ms() + ttl_ms + expiry_slack_ms() : 0;
+	if (!ttl_ms)
+		return 0;
+	/* Items store expiry in 32 bits relative to their chunk's base, which
+	 * is never older than now: the longest TTL (2^32-1 ms) is capped so
+	 * that its slack still fits. */
+	uint64_t add = (uint64_t)ttl_ms + expiry_slack_ms();
+	return shmc__now_ms() + (add > UINT32_MAX ? UINT32_MAX : add);
 }
 
 static inline bool expired(const struct shmc__found *f, uint64_t *now)

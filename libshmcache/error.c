@@ -3,9 +3,8 @@
  * per-thread detailed message of the last failure.
  *
  * Codes are ours (SHMC_E*, below -1000) or -errno passed through from the
- * system. The detailed message is thread-local and tagged with the serial of
- * the handle that failed, so shmc_errmsg(c) never shows another handle's
- * failure.
+ * system. The detailed message is thread-local and kept per handle, so
+ * shmc_errmsg(c) never shows (nor loses to) another handle's failure.
  */
 #include "handle.h"
 
@@ -14,9 +13,24 @@
 #include <stdio.h>
 #include <string.h>
 
-static __thread char tls_errmsg[256];
-static __thread uint64_t tls_err_serial; /* 0 = shmc_open, else the handle's */
-static __thread int tls_err_set;
+/* The last failure message per handle, per thread: a few slots keyed by
+ * handle serial (0 = shmc_open), reused round-robin. */
+#define ERR_WAYS 4
+struct err_slot {
+	uint64_t serial;
+	bool set;
+	char msg[256];
+};
+static __thread struct err_slot tls_err[ERR_WAYS];
+static __thread unsigned tls_err_victim;
+
+static struct err_slot *err_slot_of(uint64_t serial)
+{
+	for (int i = 0; i < ERR_WAYS; i++)
+		if (tls_err[i].set && tls_err[i].serial == serial)
+			return &tls_err[i];
+	return NULL;
+}
 
 const char *shmc_strerror(int err)
 {
@@ -59,19 +73,22 @@ const char *shmc_errname(int err)
 
 const char *shmc_errmsg(const shmc_cache *c)
 {
-	uint64_t serial = c ? c->serial : 0;
-	if (!tls_err_set || tls_err_serial != serial)
-		return "";
-	return tls_errmsg;
+	struct err_slot *e = err_slot_of(c ? c->serial : 0);
+	return e ? e->msg : "";
 }
 
 int shmc__fail(const shmc_cache *c, int err, const char *fmt, ...)
 {
+	uint64_t serial = c ? c->serial : 0;
+	struct err_slot *e = err_slot_of(serial);
+	if (!e) {
+		e = &tls_err[tls_err_victim++ % ERR_WAYS];
+		e->serial = serial;
+		e->set = true;
+	}
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(tls_errmsg, sizeof(tls_errmsg), fmt, ap);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
-	tls_err_serial = c ? c->serial : 0;
-	tls_err_set = 1;
 	return err;
 }

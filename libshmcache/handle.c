@@ -205,6 +205,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 	c->fork_gen = shmc__fork_gen;
 	pthread_mutex_init(&c->lock, NULL);
 
+	c->fence_readers = !shmc__rcu_process_init();
 	int rc = shmc__segment_open(c, name, o, flags);
 	if (!rc)
 		rc = shmc__proc_attach(c);
@@ -217,8 +218,6 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 		shmc__free(c);
 		return shmc__fail(NULL, rc, "%s", msg);
 	}
-	c->fence_readers = !shmc__rcu_process_init();
-
 	pthread_mutex_lock(&registry_lock);
 	c->serial = next_serial++;
 	c->registry_next = registry;

@@ -141,7 +141,7 @@ static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, uint64_t now,
 			continue;
 		cmm_smp_rmb();
 		uint64_t stamp = uatomic_read(&ch->retire_gp);
-		if (stamp < oldest) {
+		if (stamp <= oldest) {
 			if (found == n)
 				found = k;
 			else

@@ -112,6 +112,7 @@ int shmc__proc_attach(shmc_cache *c)
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		c->procs[i].pid = (uint32_t)getpid();
+		c->procs[i].readers_fence = c->fence_readers;
 		c->procs[i].attach_unix_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 		uatomic_set(&c->procs[i].state, SHMC__PROC_ACTIVE);
 		c->proc_idx = i;

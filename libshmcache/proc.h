@@ -29,7 +29,12 @@ struct shmc__proc_slot {
 	uint32_t state;          /* SHMC__PROC_*; written by the OFD-lock holder */
 	uint32_t pid;            /* display only: pids are reused and ns-local */
 	uint64_t attach_unix_ms; /* display only */
-	uint64_t reserved[6];
+	/* 1 if this process's readers use full fences (it could not register
+	 * for expedited membarrier): a reclaimer that cannot issue membarrier
+	 * may then rely on its own fence. Written by the holder at attach. */
+	uint32_t readers_fence;
+	uint32_t reserved32;
+	uint64_t reserved[5];
 };
 _Static_assert(sizeof(struct shmc__proc_slot) == 64, "one cache line");
 

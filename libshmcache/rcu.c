@@ -77,22 +77,36 @@ uint64_t shmc__rcu_retire_stamp(shmc_cache *c)
 	return uatomic_add_return(&c->hdr->gp_ctr, 1);
 }
 
+/* true if some live process's readers rely on membarrier (no fences). */
+static bool fence_free_readers_exist(shmc_cache *c)
+{
+	for (uint32_t p = 0; p < c->geo.max_procs; p++)
+		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE &&
+		    !uatomic_read(&c->procs[p].readers_fence) && shmc__proc_alive(c, p))
+			return true;
+	return false;
+}
+
 /* Order our earlier unlinks before every reader's later loads. Any process
  * may issue the expedited barrier, but only if the kernel has it; without
- * it the (slow) classic global barrier does the same job. */
-static bool global_barrier(void)
+ * it the (slow) classic global barrier does the same job. If neither is
+ * allowed here (seccomp), our own fence is enough as long as every reader
+ * fences too. */
+static bool global_barrier(shmc_cache *c)
 {
 	cmm_smp_mb();
 	if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0)
 		return true;
-	return membarrier(MEMBARRIER_CMD_GLOBAL) == 0;
+	if (membarrier(MEMBARRIER_CMD_GLOBAL) == 0)
+		return true;
+	return !fence_free_readers_exist(c);
 }
 
 uint64_t shmc__rcu_oldest_reader(shmc_cache *c)
 {
-	if (!global_barrier()) {
-		/* No way to order fence-free readers: only safe if none exist,
-		 * which we cannot know. Report nothing reusable. */
+	if (!global_barrier(c)) {
+		/* No way to order the fence-free readers that exist: report
+		 * nothing reusable. */
 		return 0;
 	}
 	uint64_t oldest = UINT64_MAX;
@@ -119,7 +133,7 @@ bool shmc__rcu_wait(shmc_cache *c, uint64_t stamp, unsigned timeout_ms)
 {
 	uint64_t start = shmc__now_ms();
 	for (unsigned spin = 0;; spin++) {
-		if (stamp < shmc__rcu_oldest_reader(c))
+		if (stamp <= shmc__rcu_oldest_reader(c))
 			return true;
 		if (shmc__now_ms() - start > timeout_ms)
 			return false;

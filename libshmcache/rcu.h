@@ -14,7 +14,8 @@
  * Reclaimer: unlink (atomic RMW on the index), R = ++gp_ctr (full barrier),
  * stamp the memory with R. It may be reused once a grace period for R has
  * elapsed: after a global membarrier (or fence), every live reader word is
- * 0 or >= R.
+ * 0 or >= R (a reader that read R did so after the unlinks, and its index
+ * loads are ordered after that read).
  */
 #ifndef SHMC_RCU_H
 #define SHMC_RCU_H
@@ -37,8 +38,8 @@ void shmc__rcu_read_exit(struct shmc_cache *c, struct shmc__tctx *t);
  * call. */
 uint64_t shmc__rcu_retire_stamp(struct shmc_cache *c);
 
-/* The smallest stamp not yet safe: memory stamped R is reusable iff
- * R < shmc__rcu_oldest_reader(c). Issues the global barrier, scans every
+/* The oldest live reader word: memory stamped R is reusable iff
+ * R <= shmc__rcu_oldest_reader(c). Issues the global barrier, scans every
  * thread slot, and reaps dead processes whose readers hold it back.
  * Returns UINT64_MAX if there is no active reader. On barrier failure
  * returns 0 (nothing is safe). */

@@ -58,6 +58,7 @@ uint64_t shmc__layout_signature(void)
 		sizeof(struct shmc__chunk),
 		F(struct shmc__chunk, retire_gp),
 		sizeof(struct shmc__proc_slot),
+		F(struct shmc__proc_slot, readers_fence),
 		sizeof(struct shmc__thread_slot),
 		F(struct shmc__thread_slot, counters),
 	};
@@ -146,30 +147,24 @@ static uint64_t unix_ms(void)
 }
 
 /* Parameters of a new segment from the options. */
-static int plan_new(const struct shmc_opts *o, struct shmc__header *h, struct layout *l)
+/* Chunks and buckets for a segment of size bytes with chunk_bytes chunks:
+ * each chunk costs its bytes, its table entry and the index slots for the
+ * items it is expected to hold. */
+static int plan_with_chunk(const struct shmc_opts *o, uint32_t chunk, struct shmc__header *h,
+			   struct layout *l)
 {
 	uint64_t size = o->size_bytes;
-	uint32_t chunk = (uint32_t)(o->chunk_bytes ? o->chunk_bytes : SHMC_DEFAULT_CHUNK);
-	if (!o->chunk_bytes)
-		while (chunk > MIN_CHUNK_BYTES && size / chunk < MIN_CHUNKS)
-			chunk >>= 1;
-
 	struct layout fixed;
 	layout_compute(o->max_procs, o->max_threads, 0, 0, chunk, &fixed);
 	if (fixed.off_chunks + 4096 >= size)
 		return SHMC_EINVAL;
 	uint64_t avail = size - fixed.off_chunks - 4096;
-
-	/* Each chunk costs its bytes, its table entry and the index slots for
-	 * the items it is expected to hold. */
 	double items_per_chunk = (double)chunk / (double)(o->item_bytes + SHMC__ITEM_HDR);
 	double index_per_chunk =
 		items_per_chunk / (SHMC__BUCKET_SLOTS * SHMC__INDEX_LOAD) * sizeof(struct shmc__bucket);
 	uint64_t nchunks =
 		(uint64_t)((double)avail / ((double)chunk + sizeof(struct shmc__chunk) + index_per_chunk));
-	if (nchunks < 1)
-		return SHMC_EINVAL;
-	for (;;) {
+	for (; nchunks > 0; nchunks--) {
 		uint64_t nb = (uint64_t)((double)nchunks * index_per_chunk / sizeof(struct shmc__bucket)) + 1;
 		if (nb < SHMC__MAX_PROBE)
 			nb = SHMC__MAX_PROBE;
@@ -178,14 +173,28 @@ static int plan_new(const struct shmc_opts *o, struct shmc__header *h, struct la
 		layout_compute(o->max_procs, o->max_threads, (uint32_t)nb, (uint32_t)nchunks, chunk, l);
 		if (l->end <= size) {
 			h->nbuckets = (uint32_t)nb;
-			break;
+			h->nchunks = (uint32_t)nchunks;
+			h->chunk_bytes = chunk;
+			return 0;
 		}
-		if (--nchunks == 0)
-			return SHMC_EINVAL;
 	}
-	h->segment_bytes = size;
-	h->chunk_bytes = chunk;
-	h->nchunks = (uint32_t)nchunks;
+	return SHMC_EINVAL;
+}
+
+/* Parameters of a new segment from the options. Without an explicit chunk
+ * size, chunks shrink (down to 64 KiB) until there are at least
+ * MIN_CHUNKS of them, so that one writer's open chunk is a small share. */
+static int plan_new(const struct shmc_opts *o, struct shmc__header *h, struct layout *l)
+{
+	uint32_t chunk = (uint32_t)(o->chunk_bytes ? o->chunk_bytes : SHMC_DEFAULT_CHUNK);
+	int rc = plan_with_chunk(o, chunk, h, l);
+	while (!o->chunk_bytes && chunk > MIN_CHUNK_BYTES && (rc || h->nchunks < MIN_CHUNKS)) {
+		chunk >>= 1;
+		rc = plan_with_chunk(o, chunk, h, l);
+	}
+	if (rc)
+		return rc;
+	h->segment_bytes = o->size_bytes;
 	h->max_procs = o->max_procs;
 	h->max_threads = o->max_threads;
 	h->max_key_bytes = (uint32_t)o->max_key_bytes;
