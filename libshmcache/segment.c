@@ -18,6 +18,7 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,7 @@ uint64_t shmc__layout_signature(void)
 		sizeof(struct shmc__header),
 		F(struct shmc__header, state),
 		F(struct shmc__header, off_data),
+		F(struct shmc__header, immutable_sum),
 		F(struct shmc__header, gp_ctr),
 		F(struct shmc__header, alloc_lock),
 		F(struct shmc__header, alloc_rotor),
@@ -64,6 +66,14 @@ uint64_t shmc__layout_signature(void)
 	};
 #undef F
 	return XXH64(facts, sizeof(facts), 0x5348434dull);
+}
+
+static uint64_t header_sum(const struct shmc__header *h)
+{
+	struct shmc__header copy;
+	memcpy(&copy, h, offsetof(struct shmc__header, immutable_sum));
+	copy.state = 0; /* INIT -> READY after summing */
+	return XXH64(&copy, offsetof(struct shmc__header, immutable_sum), 0x494d4d55ull);
 }
 
 static uint64_t align64(uint64_t v)
@@ -230,6 +240,7 @@ static int init_new(shmc_cache *c, const struct shmc_opts *o)
 	h->off_chunks = l.off_chunks;
 	h->off_data = l.off_data;
 	h->gp_ctr = 1;
+	h->immutable_sum = header_sum(h);
 
 	pthread_mutexattr_t ma;
 	pthread_mutexattr_init(&ma);
@@ -311,7 +322,9 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 {
 	const char *bad = NULL;
 	uint32_t chunk = h->chunk_bytes;
-	if (h->segment_bytes != file_bytes)
+	if (h->immutable_sum != header_sum(h))
+		bad = "checksum of the immutable fields";
+	else if (h->segment_bytes != file_bytes)
 		bad = "segment_bytes differs from the object's size (truncated?)";
 	else if (chunk < MIN_CHUNK_BYTES || chunk > MAX_CHUNK_BYTES || (chunk & (chunk - 1)))
 		bad = "chunk_bytes";

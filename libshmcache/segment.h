@@ -64,7 +64,10 @@ struct shmc__header {
 	uint64_t off_buckets;
 	uint64_t off_chunks;
 	uint64_t off_data;
-	uint64_t reserved_immutable[13];
+	uint64_t reserved_immutable[12];
+	/* XXH64 of every immutable field above (this one counted as 0):
+	 * catches a scribble that leaves the geometry plausible. */
+	uint64_t immutable_sum;
 
 	/* RCU grace-period counter: starts at 1, incremented (full barrier) by
 	 * every retirement. Read by readers on section entry. Own line. */
