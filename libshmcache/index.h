@@ -3,10 +3,12 @@
  *
  * A key hashes (XXH3-64) to a primary bucket; it lives in one slot of that
  * bucket or, when the primary is full, of one of the next primary.probe
- * buckets (linear probing at bucket granularity, at most SHMC__MAX_PROBE). A slot is one 64-bit
- * word: tag (16 bits of the hash) | location. Readers scan the slots without
- * any lock; a writer changes a slot with one atomic exchange or CAS, so a
- * reader sees the old or the new item, never a mix.
+ * buckets (linear probing at bucket granularity, at most SHMC__MAX_PROBE:
+ * long enough that the index, sized for SHMC__INDEX_LOAD, fills after the
+ * data area). A slot is one 64-bit word: tag (16 bits of the hash) |
+ * location. Readers scan the slots without any lock; a writer changes a
+ * slot with one atomic exchange or CAS, so a reader sees the old or the new
+ * item, never a mix.
  *
  * Who writes what:
  *  - bucket.lock: CAS by writers of keys whose PRIMARY bucket this is. It
@@ -25,7 +27,7 @@
 #include <stdint.h>
 
 #define SHMC__BUCKET_SLOTS 7
-#define SHMC__MAX_PROBE 64   /* buckets after the primary a key may use */
+#define SHMC__MAX_PROBE 256  /* buckets after the primary a key may use */
 #define SHMC__INDEX_LOAD 0.88 /* target slot load when sizing the index */
 
 #define SHMC__ENTRY_TAG_SHIFT 48
