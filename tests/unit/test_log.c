@@ -24,9 +24,7 @@
 #include "index.h"
 /* shmc__index_find() moved to an inline header; older trees declare it in
  * index.h. */
-#if __has_include("index_read.h")
 #include "index_read.h"
-#endif
 #include "log.h"
 #include "rcu.h"
 #include "unitutil.h"
