@@ -76,8 +76,12 @@ static int check_key(shmc_cache *c, const void *key, size_t klen)
 	return 0;
 }
 
-static int check_write(shmc_cache *c)
+/* The checks every write makes before touching the segment. */
+static int check_write(shmc_cache *c, const void *key, size_t klen)
 {
+	int rc = check_key(c, key, klen);
+	if (rc)
+		return rc;
 	if (c->flags & SHMC_RDONLY)
 		return shmc__fail(c, SHMC_EPERM, "handle was opened with SHMC_RDONLY");
 	return 0;
@@ -265,9 +269,7 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 {
 	if (!c || (!val && vlen))
 		return c ? shmc__fail(c, SHMC_EINVAL, "NULL argument") : SHMC_EINVAL;
-	int rc = check_key(c, key, klen);
-	if (!rc)
-		rc = check_write(c);
+	int rc = check_write(c, key, klen);
 	if (rc)
 		return rc;
 	if ((flags & ~(SHMC_NX | SHMC_XX | SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND)) ||
@@ -300,9 +302,7 @@ int shmc_del(shmc_cache *c, const void *key, size_t klen)
 {
 	if (!c)
 		return SHMC_EINVAL;
-	int rc = check_key(c, key, klen);
-	if (!rc)
-		rc = check_write(c);
+	int rc = check_write(c, key, klen);
 	if (rc)
 		return rc;
 	TCTX_OR_RETURN(c, t);
@@ -362,9 +362,7 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 {
 	if (!c)
 		return SHMC_EINVAL;
-	int rc = check_key(c, key, klen);
-	if (!rc)
-		rc = check_write(c);
+	int rc = check_write(c, key, klen);
 	if (rc)
 		return rc;
 	TCTX_OR_RETURN(c, t);
