@@ -8,7 +8,7 @@
  *
  * Points: set.appended, incr.appended, write.locked, write.published,
  * write.unlocked, del.locked, del.removed, read.section, chunk.take,
- * chunk.sealed, retire.claimed, evict.claimed, evict.item.
+ * chunk.sealed, retire.claimed, evict.claimed, evict.item, compact.claimed.
  */
 #ifndef SHMC_FAULT_H
 #define SHMC_FAULT_H

@@ -110,6 +110,8 @@ static void chunk_take(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t
 	t->chunk_used = 0;
 	t->chunk_base_ms = now;
 	c->hdr->alloc_rotor = k + 1;
+	if (c->hdr->free_hint)
+		c->hdr->free_hint--;
 }
 
 /* Under alloc_lock: take a FREE chunk, or a RETIRED one whose grace period
@@ -142,6 +144,7 @@ static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, uint64_t now,
 		cmm_smp_rmb();
 		uint64_t stamp = uatomic_read(&ch->retire_gp);
 		if (stamp <= oldest) {
+			c->hdr->free_hint++;
 			if (found == n)
 				found = k;
 			else
@@ -156,6 +159,12 @@ static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, uint64_t now,
 	return true;
 }
 
+static uint32_t compact_watermark(const shmc_cache *c)
+{
+	uint32_t w = c->geo.nchunks / 32;
+	return w ? w : 1;
+}
+
 static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 {
 	/* Other writers may take the chunk we just freed; keep trying (evict,
@@ -165,9 +174,16 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 		uint64_t min_pending;
 		alloc_lock(c);
 		bool ok = chunk_find_locked(c, t, now, &min_pending);
+		uint32_t free_left = c->hdr->free_hint;
 		alloc_unlock(c);
-		if (ok)
+		if (ok) {
+			/* Running low: move the live items of the emptiest sealed
+			 * chunk into this new one, so that it is freed (after a
+			 * grace period) before memory runs out. */
+			if (free_left < compact_watermark(c))
+				shmc__compact_into_open(c, t);
 			return 0;
+		}
 		/* Nothing is waiting for a grace period: make room by evicting
 		 * a sealed chunk, which then waits for one like any other. */
 		if (min_pending == UINT64_MAX) {
@@ -190,6 +206,39 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 					: " or awaits a reader's grace period");
 }
 
+int shmc__log_append_here(shmc_cache *c, struct shmc__tctx *t, const void *key, size_t klen,
+			  const void *val, size_t vlen, uint64_t expire_abs_ms, uint64_t *off)
+{
+	uint64_t bytes = SHMC__ITEM_HDR + (uint64_t)klen + vlen;
+	if (!t->chunk || t->chunk_used + bytes > c->geo.chunk_bytes)
+		return SHMC_ENOSPC;
+	uint64_t rel = 0;
+	if (expire_abs_ms) {
+		/* Never 0 (= no expiry); never beyond u32. */
+		rel = expire_abs_ms > t->chunk_base_ms ? expire_abs_ms - t->chunk_base_ms : 1;
+		if (rel > UINT32_MAX)
+			return SHMC_ENOSPC;
+	}
+	uint32_t k = t->chunk - 1;
+	uint64_t o = ((uint64_t)k << c->geo.chunk_shift) + t->chunk_used;
+	struct shmc__item_hdr h = {.expire_rel = (uint32_t)rel,
+				   .vlen = (uint32_t)vlen,
+				   .klen = (uint16_t)klen,
+				   .refbit = 0,
+				   .kind = SHMC__ITEM_VALUE};
+	unsigned char *p = c->data + o;
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + SHMC__ITEM_HDR, key, klen);
+	if (vlen)
+		memcpy(p + SHMC__ITEM_HDR + klen, val, vlen);
+	t->chunk_used += bytes;
+	/* used covers the item before anyone can count it dead. */
+	uatomic_set(&c->chunks[k].used, t->chunk_used);
+	shmc__count(t, SHMC__CTR_bytes_written, bytes);
+	*off = o;
+	return 0;
+}
+
 int shmc__log_append(shmc_cache *c, struct shmc__tctx *t, const void *key, size_t klen,
 		     const void *val, size_t vlen, uint64_t expire_abs_ms, uint64_t *off)
 {
@@ -197,39 +246,14 @@ int shmc__log_append(shmc_cache *c, struct shmc__tctx *t, const void *key, size_
 	if (bytes > c->geo.chunk_bytes)
 		return shmc__fail(c, SHMC_ETOOBIG, "item of %llu bytes exceeds the %u-byte chunk",
 				  (unsigned long long)bytes, c->geo.chunk_bytes);
+	/* A fresh chunk may be filled by compaction before our item lands:
+	 * then open another, a bounded number of times. */
 	for (int attempt = 0;; attempt++) {
-		if (t->chunk) {
-			uint64_t rel = 0;
-			bool fits = t->chunk_used + bytes <= c->geo.chunk_bytes;
-			if (expire_abs_ms) {
-				/* Never 0 (= no expiry); never beyond u32. */
-				rel = expire_abs_ms > t->chunk_base_ms ? expire_abs_ms - t->chunk_base_ms : 1;
-				fits &= rel <= UINT32_MAX;
-			}
-			if (fits) {
-				uint32_t k = t->chunk - 1;
-				uint64_t o = ((uint64_t)k << c->geo.chunk_shift) + t->chunk_used;
-				struct shmc__item_hdr h = {.expire_rel = (uint32_t)rel,
-							   .vlen = (uint32_t)vlen,
-							   .klen = (uint16_t)klen,
-							   .refbit = 0,
-							   .kind = SHMC__ITEM_VALUE};
-				unsigned char *p = c->data + o;
-				memcpy(p, &h, sizeof(h));
-				memcpy(p + SHMC__ITEM_HDR, key, klen);
-				if (vlen)
-					memcpy(p + SHMC__ITEM_HDR + klen, val, vlen);
-				t->chunk_used += bytes;
-				/* used covers the item before anyone can count it dead. */
-				uatomic_set(&c->chunks[k].used, t->chunk_used);
-				shmc__count(t, SHMC__CTR_bytes_written, bytes);
-				*off = o;
-				return 0;
-			}
-			shmc__log_thread_done(c, t);
-		}
-		if (attempt > 1)
-			return shmc__fail(c, SHMC_ETOOBIG, "item does not fit a fresh chunk");
+		if (shmc__log_append_here(c, t, key, klen, val, vlen, expire_abs_ms, off) == 0)
+			return 0;
+		shmc__log_thread_done(c, t);
+		if (attempt > 8)
+			return shmc__fail(c, SHMC_ENOSPC, "no chunk with room: memory is full of live items");
 		int rc = chunk_open(c, t, shmc__now_ms());
 		if (rc)
 			return rc;

@@ -90,6 +90,12 @@ struct shmc__tctx;
 int shmc__log_append(struct shmc_cache *c, struct shmc__tctx *t, const void *key, size_t klen,
 		     const void *val, size_t vlen, uint64_t expire_abs_ms, uint64_t *off);
 
+/* Append to the thread's open chunk only: SHMC_ENOSPC if it does not fit
+ * there (no allocation, no waiting; for use under a bucket lock). */
+int shmc__log_append_here(struct shmc_cache *c, struct shmc__tctx *t, const void *key,
+			  size_t klen, const void *val, size_t vlen, uint64_t expire_abs_ms,
+			  uint64_t *off);
+
 /* The item of size bytes at data offset off is unreachable: account it dead
  * in its chunk, and retire the chunk if that was its last live byte. */
 void shmc__log_item_dead(struct shmc_cache *c, struct shmc__tctx *t, uint64_t off,

@@ -48,6 +48,7 @@ uint64_t shmc__layout_signature(void)
 		F(struct shmc__header, gp_ctr),
 		F(struct shmc__header, alloc_lock),
 		F(struct shmc__header, alloc_rotor),
+		F(struct shmc__header, free_hint),
 		F(struct shmc__header, folded),
 		sizeof(pthread_mutex_t),
 		SHMC__NCOUNTERS,
@@ -240,6 +241,7 @@ static int init_new(shmc_cache *c, const struct shmc_opts *o)
 	h->off_chunks = l.off_chunks;
 	h->off_data = l.off_data;
 	h->gp_ctr = 1;
+	h->free_hint = h->nchunks;
 	h->immutable_sum = header_sum(h);
 
 	pthread_mutexattr_t ma;

@@ -75,9 +75,11 @@ struct shmc__header {
 
 	/* Chunk allocator: a robust process-shared mutex serialises chunk
 	 * state changes FREE->OPEN and RETIRED->FREE. alloc_rotor is where the
-	 * next scan starts (a hint; any value is safe). */
+	 * next scan starts and free_hint says when to compact; both are hints,
+	 * any value is safe. */
 	_Alignas(64) pthread_mutex_t alloc_lock;
 	uint32_t alloc_rotor;
+	uint32_t free_hint; /* about how many chunks are FREE (a hint) */
 
 	/* Counters of released thread slots (atomic adds by the releaser). */
 	_Alignas(64) uint64_t folded[SHMC__NCOUNTERS];

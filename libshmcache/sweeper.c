@@ -90,8 +90,100 @@ static void evict_chunk(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
 	shmc__chunk_retire_evicted(c, k);
 }
 
+/* Move or evict the item at data offset off (in chunk k, claimed by the
+ * caller). Returns its size, or 0 when the walk must stop. */
+static uint64_t compact_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t off,
+			     uint64_t end, bool keep_all)
+{
+	struct shmc__item_hdr h;
+	if (off + SHMC__ITEM_HDR > end)
+		return 0;
+	shmc__item_hdr_read(c->data + off, &h);
+	uint64_t bytes = SHMC__ITEM_HDR + (uint64_t)h.klen + h.vlen;
+	if (h.klen == 0 || off + bytes > end)
+		return 0;
+	const unsigned char *key = c->data + off + SHMC__ITEM_HDR;
+	struct shmc__keyref kr;
+	shmc__keyref_init(c, &kr, key, h.klen);
+	struct shmc__found f;
+	enum { GONE, MOVED, EVICTED, EXPIRED } fate = GONE;
+	shmc__rcu_read_enter(c, t);
+	shmc__bucket_lock(c, t, kr.bucket);
+	if (shmc__index_find(c, &kr, &f) == 0 && shmc__entry_off(f.entry) == off) {
+		uint64_t expire = shmc__item_expiry(&c->chunks[k], &h), to;
+		if (expire && shmc__now_ms() >= expire)
+			fate = EXPIRED;
+		else if ((keep_all || h.refbit) &&
+			 shmc__log_append_here(c, t, key, h.klen, key + h.klen, h.vlen, expire, &to) == 0)
+			fate = MOVED;
+		else
+			fate = EVICTED;
+		if (fate == MOVED)
+			shmc__index_replace_locked(c, &kr, &f, to);
+		else
+			shmc__index_remove_locked(c, &kr, &f);
+	}
+	shmc__bucket_unlock(c, t, kr.bucket);
+	shmc__rcu_read_exit(c, t);
+	if (fate == EVICTED || fate == EXPIRED) {
+		shmc__count(t, fate == EVICTED ? SHMC__CTR_evictions : SHMC__CTR_expirations, 1);
+		shmc__count(t, SHMC__CTR_items_removed, 1);
+	}
+	return bytes;
+}
+
+void shmc__compact_into_open(shmc_cache *c, struct shmc__tctx *t)
+{
+	uint32_t k = pick_victim(c);
+	if (k == UINT32_MAX)
+		return;
+	struct shmc__chunk *ch = &c->chunks[k];
+	if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, shmc__retiring_word(t->lock_id)) !=
+	    SHMC__CHUNK_SEALED)
+		return;
+	SHMC__FAULT_POINT("compact.claimed");
+	uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
+	if (used > c->geo.chunk_bytes)
+		used = c->geo.chunk_bytes;
+	bool keep_all = dead * 2 >= used;
+	uint64_t base = (uint64_t)k << c->geo.chunk_shift, end = base + used;
+	for (uint64_t off = base; off < end;) {
+		uint64_t bytes = compact_item(c, t, k, off, end, keep_all);
+		if (!bytes)
+			break;
+		off += bytes;
+	}
+	shmc__chunk_retire_evicted(c, k);
+}
+
+/* Take over a retirement whose claimant died mid-way (an evictor or
+ * compactor killed during its walk): walking the chunk again is harmless
+ * and covers every point it could have died at. */
+static bool take_over_orphan(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
+{
+	struct shmc__chunk *ch = &c->chunks[k];
+	uint32_t w = uatomic_read(&ch->state);
+	if (shmc__chunk_state(w) != SHMC__CHUNK_RETIRING || !shmc__claimant_gone(c, w))
+		return false;
+	if (uatomic_cmpxchg(&ch->state, w, shmc__retiring_word(t->lock_id)) != w)
+		return false;
+	evict_chunk(c, t, k);
+	return true;
+}
+
+static uint32_t finish_retirements(shmc_cache *c, struct shmc__tctx *t)
+{
+	uint32_t finished = 0;
+	for (uint32_t k = 0; k < c->geo.nchunks; k++)
+		finished += take_over_orphan(c, t, k);
+	return finished;
+}
+
 bool shmc__reclaim_direct(shmc_cache *c, struct shmc__tctx *t)
 {
+	/* Orphaned retirements first: they hold memory nobody else frees. */
+	if (finish_retirements(c, t))
+		return true;
 	for (int tries = 0; tries < 4; tries++) {
 		uint32_t k = pick_victim(c);
 		if (k == UINT32_MAX)
@@ -120,23 +212,6 @@ static uint32_t release_dead_locks(shmc_cache *c)
 	return released;
 }
 
-static uint32_t finish_retirements(shmc_cache *c, struct shmc__tctx *t)
-{
-	uint32_t finished = 0;
-	for (uint32_t k = 0; k < c->geo.nchunks; k++) {
-		struct shmc__chunk *ch = &c->chunks[k];
-		uint32_t w = uatomic_read(&ch->state);
-		if (shmc__chunk_state(w) != SHMC__CHUNK_RETIRING || !shmc__claimant_gone(c, w))
-			continue;
-		if (uatomic_cmpxchg(&ch->state, w, shmc__retiring_word(t->lock_id)) != w)
-			continue;
-		/* The claimant may have died anywhere between claiming and
-		 * stamping: evicting again is harmless and covers every case. */
-		evict_chunk(c, t, k);
-		finished++;
-	}
-	return finished;
-}
 
 /* Bytes reachable from the index, per chunk. Inside a read section: the
  * headers read belong to items other writers may displace meanwhile. */

@@ -16,6 +16,14 @@ struct shmc__tctx;
  * false if no sealed chunk could be taken. */
 bool shmc__reclaim_direct(struct shmc_cache *c, struct shmc__tctx *t);
 
+/* Compaction, run by a writer that just opened a chunk while free chunks
+ * are running low: the sealed chunk with the fewest live bytes is emptied
+ * into the writer's new chunk. When that chunk is at least half dead every
+ * live item moves (nothing is lost while memory is mostly garbage);
+ * otherwise CLOCK decides: referenced items move with their bit cleared,
+ * the rest are evicted. Either way the chunk is then retired. */
+void shmc__compact_into_open(struct shmc_cache *c, struct shmc__tctx *t);
+
 /* What one reaper pass did. */
 struct shmc__reap_result {
 	uint32_t procs_reaped;
