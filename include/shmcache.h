@@ -278,9 +278,15 @@ int shmc_read_end(shmc_cache *c);
 typedef int (*shmc_loader_fn)(void *arg, const void *key, size_t klen, void **val,
                               size_t *vlen, uint32_t *ttl_ms);
 
-/* L1 first; on a miss the loader fills the key (loader NULL = the uplink).
+/* L1 first; on a miss the loader fills the key (loader NULL = the uplink)
+ * and its value is stored with the TTL it returned and copied to buf.
  * Same return codes as shmc_get(), plus the loader's own errors and
- * SHMC_EUPLINK when loader is NULL and no uplink is configured. */
+ * SHMC_EUPLINK when loader is NULL and no uplink is configured. A full
+ * cache (SHMC_ENOSPC) still returns the loaded value; a read-only handle
+ * returns it without storing it.
+ * In this version every caller that misses runs the loader: concurrent
+ * misses of one key are not yet coalesced into one origin call per host,
+ * and a loader's SHMC_ENOTFOUND is returned but not cached. */
 int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
                size_t *vlen, shmc_loader_fn loader, void *arg);
 
