@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@
 #define CHUNK_BYTES (64u << 10)
 #define CHILD_WATCHDOG_S 90u
 #define REUSE_FACTOR 10u
+#define RUN_MAX_MS 60000u
 
 /* Last successful operation of the owner on an owned key. */
 struct owned_state {
@@ -313,6 +315,16 @@ static void op_incr(struct worker *w)
 	}
 }
 
+/* true once the log has been rewritten REUSE_FACTOR (and a bit) times, or
+ * RUN_MAX_MS have passed since start_ms. */
+static bool log_reused_enough(shmc_cache *c, uint64_t start_ms)
+{
+	struct shmc_stats st;
+	if (tu_now_ms() - start_ms > RUN_MAX_MS || shmc_stats(c, &st) != 0)
+		return true;
+	return st.bytes_written > (REUSE_FACTOR + 2) * st.data_bytes;
+}
+
 static int worker_main(unsigned id, void *arg)
 {
 	struct shared *sh = arg;
@@ -335,8 +347,11 @@ static int worker_main(unsigned id, void *arg)
 		             shmc_errmsg(NULL));
 		return 1;
 	}
-	end_ms = tu_now_ms() + RUN_MS;
-	while (tu_now_ms() < end_ms) {
+	/* Run RUN_MS, and on past it (up to RUN_MAX_MS, for slow sanitizer
+	 * builds) until the log has been rewritten REUSE_FACTOR times. */
+	uint64_t start_ms = tu_now_ms();
+	end_ms = start_ms + RUN_MS;
+	while (tu_now_ms() < end_ms || !log_reused_enough(w.c, start_ms)) {
 		for (int batch = 0; batch < 64; batch++) {
 			unsigned dice = (unsigned)tu_rand_below(&w.rng, 100);
 
