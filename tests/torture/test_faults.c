@@ -984,6 +984,13 @@ static void check_test_faults_evict_item_eviction_finished(const struct fault_ou
 	assert_int_equal(o->after.chunks_retiring, 0);
 }
 
+/* A compactor killed after claiming its chunk: the chunk is taken over
+ * (its live items moved or evicted) and nothing stays RETIRING. */
+static void check_test_faults_compact_claimed_compaction_finished(const struct fault_outcome *o)
+{
+	assert_int_equal(o->after.chunks_retiring, 0);
+}
+
 FAULT_TEST(test_faults_set_appended_item_reclaimed, "set.appended", "set", 20, 60)
 FAULT_TEST(test_faults_incr_appended_counter_exact, "incr.appended", "incr", 20, 60)
 FAULT_TEST(test_faults_write_locked_lock_taken_over, "write.locked", "set", 20, 60)
@@ -997,6 +1004,7 @@ FAULT_TEST(test_faults_chunk_sealed_chunk_reclaimed, "chunk.sealed", "set", 1, 4
 FAULT_TEST(test_faults_retire_claimed_retirement_finished, "retire.claimed", "set", 1, 4)
 FAULT_TEST(test_faults_evict_claimed_eviction_finished, "evict.claimed", "fill", 1, 3)
 FAULT_TEST(test_faults_evict_item_eviction_finished, "evict.item", "fill", 5, 40)
+FAULT_TEST(test_faults_compact_claimed_compaction_finished, "compact.claimed", "set", 1, 3)
 
 int main(int argc, char **argv)
 {
@@ -1014,6 +1022,7 @@ int main(int argc, char **argv)
 		TEST(test_faults_retire_claimed_retirement_finished),
 		TEST(test_faults_evict_claimed_eviction_finished),
 		TEST(test_faults_evict_item_eviction_finished),
+		TEST(test_faults_compact_claimed_compaction_finished),
 	};
 
 	if (argc == 4 && strcmp(argv[1], VICTIM_ARG) == 0)
