@@ -1,10 +1,10 @@
 /* fault.c - see fault.h. */
 #include "fault.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool shmc__fault_points_built(void)
 {
@@ -16,13 +16,15 @@ bool shmc__fault_points_built(void)
 }
 
 #if defined(SHMC_FAULT_POINTS) && SHMC_FAULT_POINTS
-static pthread_once_t parse_once = PTHREAD_ONCE_INIT;
 static char armed_name[64];
 static long armed_at;   /* kill on this hit; 0 = disarmed */
 static long hits;
+static pid_t parsed_by; /* a fork child parses its own environment again */
 
 static void parse_env(void)
 {
+	armed_at = 0;
+	hits = 0;
 	const char *spec = getenv("SHMC_FAULT");
 	if (!spec || !*spec)
 		return;
@@ -37,7 +39,9 @@ static void parse_env(void)
 
 void shmc__fault_hit(const char *name)
 {
-	pthread_once(&parse_once, parse_env);
+	pid_t pid = getpid();
+	if (__atomic_exchange_n(&parsed_by, pid, __ATOMIC_ACQ_REL) != pid)
+		parse_env();
 	if (armed_at <= 0 || strcmp(name, armed_name) != 0)
 		return;
 	if (__atomic_add_fetch(&hits, 1, __ATOMIC_RELAXED) == armed_at)

@@ -104,6 +104,11 @@ static bool global_barrier(shmc_cache *c)
 
 uint64_t shmc__rcu_oldest_reader(shmc_cache *c)
 {
+	/* Memory stamped after this read is not covered by the barrier and
+	 * the scan below (a reader may enter after we pass its slot): the
+	 * answer never exceeds it. */
+	uint64_t gp_before = uatomic_read(&c->hdr->gp_ctr);
+	cmm_smp_mb();
 	if (!global_barrier(c)) {
 		/* No way to order the fence-free readers that exist: report
 		 * nothing reusable. */
@@ -126,7 +131,7 @@ uint64_t shmc__rcu_oldest_reader(shmc_cache *c)
 		oldest = ctr;
 	}
 	cmm_smp_mb();
-	return oldest;
+	return oldest < gp_before ? oldest : gp_before;
 }
 
 bool shmc__rcu_wait(shmc_cache *c, uint64_t stamp, unsigned timeout_ms)

@@ -38,10 +38,10 @@ void shmc__rcu_read_exit(struct shmc_cache *c, struct shmc__tctx *t);
  * call. */
 uint64_t shmc__rcu_retire_stamp(struct shmc_cache *c);
 
-/* The oldest live reader word: memory stamped R is reusable iff
- * R <= shmc__rcu_oldest_reader(c). Issues the global barrier, scans every
+/* The oldest live reader word, capped at the epoch when the call began:
+ * memory stamped R is reusable iff R <= shmc__rcu_oldest_reader(c). Issues the global barrier, scans every
  * thread slot, and reaps dead processes whose readers hold it back.
- * Returns UINT64_MAX if there is no active reader. On barrier failure
+ * With no active reader it returns that epoch. On barrier failure it
  * returns 0 (nothing is safe). */
 uint64_t shmc__rcu_oldest_reader(struct shmc_cache *c);
 

@@ -1,14 +1,16 @@
 /*
- * sweeper.c - making room.
+ * sweeper.c - making room, and the reaper pass.
  *
- * Direct reclaim: a writer that finds no free chunk picks the sealed chunk
- * with the most dead bytes (greedy cleaning: the least live data lost),
- * walks its items, and unlinks each one that the index still points at,
- * under that key's bucket lock and inside a read section (the keys compared
- * along the way may belong to chunks being recycled). Afterwards nothing
- * reachable lives in the chunk, so it is retired whatever its dead-byte
- * count says (a writer killed between unlinking and counting leaves that
- * count short); it is reused only after a grace period, like any chunk.
+ * Memory comes back one chunk at a time: a chunk is emptied (each item the
+ * index still points at is moved to the emptier's open chunk or unlinked),
+ * retired, and reused after a grace period.
+ *
+ * Compaction: a writer that opens a chunk while free chunks run low empties
+ * the sealed chunk with the fewest live bytes into it (greedy cleaning).
+ * Direct reclaim: a writer that finds no free chunk at all has no room to
+ * move anything, so it unlinks (evicts) the emptiest chunk's items. A
+ * retirement whose claimant died is taken over by the next writer short of
+ * memory, or by a reaper pass.
  */
 #include "sweeper.h"
 
@@ -41,59 +43,21 @@ static uint32_t pick_victim(shmc_cache *c)
 	return best;
 }
 
-/* Unlink the item at data offset off if the index still points at it.
- * Returns its size, or 0 when the walk must stop (corrupt item). */
-static uint64_t evict_item(shmc_cache *c, struct shmc__tctx *t, uint64_t off, uint64_t end)
-{
-	struct shmc__item_hdr h;
-	if (off + SHMC__ITEM_HDR > end)
-		return 0;
-	shmc__item_hdr_read(c->data + off, &h);
-	uint64_t bytes = SHMC__ITEM_HDR + (uint64_t)h.klen + h.vlen;
-	if (h.klen == 0 || off + bytes > end)
-		return 0;
-	struct shmc__keyref k;
-	shmc__keyref_init(c, &k, c->data + off + SHMC__ITEM_HDR, h.klen);
-	struct shmc__found f;
-	bool unlinked = false;
-	shmc__rcu_read_enter(c, t);
-	shmc__bucket_lock(c, t, k.bucket);
-	if (shmc__index_find(c, &k, &f) == 0 && shmc__entry_off(f.entry) == off) {
-		shmc__index_remove_locked(c, &k, &f);
-		unlinked = true;
-	}
-	shmc__bucket_unlock(c, t, k.bucket);
-	shmc__rcu_read_exit(c, t);
-	if (unlinked) {
-		shmc__count(t, SHMC__CTR_evictions, 1);
-		shmc__count(t, SHMC__CTR_items_removed, 1);
-	}
-	return bytes;
-}
+/* What happens to the reachable items of a chunk being emptied. */
+enum empty_policy {
+	EVICT_ALL,       /* no room to move anything: unlink every item */
+	KEEP_ALL,        /* move every item that fits in the caller's chunk */
+	KEEP_REFERENCED, /* CLOCK: move items read since they were written */
+};
 
-/* Unlink whatever is still reachable in chunk k (claimed RETIRING by the
- * caller) and retire it. */
-static void evict_chunk(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
-{
-	uint64_t base = (uint64_t)k << c->geo.chunk_shift;
-	uint64_t used = uatomic_read(&c->chunks[k].used);
-	if (used > c->geo.chunk_bytes)
-		used = c->geo.chunk_bytes;
-	uint64_t end = base + used;
-	for (uint64_t off = base; off < end;) {
-		uint64_t bytes = evict_item(c, t, off, end);
-		if (!bytes)
-			break;
-		off += bytes;
-		SHMC__FAULT_POINT("evict.item");
-	}
-	shmc__chunk_retire_evicted(c, k);
-}
-
-/* Move or evict the item at data offset off (in chunk k, claimed by the
- * caller). Returns its size, or 0 when the walk must stop. */
-static uint64_t compact_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t off,
-			     uint64_t end, bool keep_all)
+/* Move or unlink the item at data offset off (in chunk k, claimed by the
+ * caller) if the index still points at it; expired items are unlinked.
+ * Moving appends a copy (reference bit clear) to the caller's open chunk
+ * and re-points the slot, under the key's bucket lock and inside a read
+ * section (keys compared on the way may belong to recycled chunks).
+ * Returns the item's size, or 0 when the walk must stop (corrupt chain). */
+static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t off,
+			   uint64_t end, enum empty_policy policy)
 {
 	struct shmc__item_hdr h;
 	if (off + SHMC__ITEM_HDR > end)
@@ -111,9 +75,10 @@ static uint64_t compact_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, ui
 	shmc__bucket_lock(c, t, kr.bucket);
 	if (shmc__index_find(c, &kr, &f) == 0 && shmc__entry_off(f.entry) == off) {
 		uint64_t expire = shmc__item_expiry(&c->chunks[k], &h), to;
+		bool keep = policy == KEEP_ALL || (policy == KEEP_REFERENCED && h.refbit);
 		if (expire && shmc__now_ms() >= expire)
 			fate = EXPIRED;
-		else if ((keep_all || h.refbit) &&
+		else if (keep &&
 			 shmc__log_append_here(c, t, key, h.klen, key + h.klen, h.vlen, expire, &to) == 0)
 			fate = MOVED;
 		else
@@ -132,6 +97,27 @@ static uint64_t compact_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, ui
 	return bytes;
 }
 
+/* Empty chunk k (claimed RETIRING by the caller) and retire it. Nothing
+ * reachable is left in it afterwards, so it is retired whatever its dead
+ * count says (a writer killed between unlinking and counting leaves it
+ * short); it is reused only after a grace period, like any chunk. */
+static void empty_chunk(shmc_cache *c, struct shmc__tctx *t, uint32_t k, enum empty_policy policy)
+{
+	uint64_t base = (uint64_t)k << c->geo.chunk_shift;
+	uint64_t used = uatomic_read(&c->chunks[k].used);
+	if (used > c->geo.chunk_bytes)
+		used = c->geo.chunk_bytes;
+	uint64_t end = base + used;
+	for (uint64_t off = base; off < end;) {
+		uint64_t bytes = empty_item(c, t, k, off, end, policy);
+		if (!bytes)
+			break;
+		off += bytes;
+		SHMC__FAULT_POINT("evict.item");
+	}
+	shmc__chunk_retire_evicted(c, k);
+}
+
 void shmc__compact_into_open(shmc_cache *c, struct shmc__tctx *t)
 {
 	uint32_t k = pick_victim(c);
@@ -142,18 +128,9 @@ void shmc__compact_into_open(shmc_cache *c, struct shmc__tctx *t)
 	    SHMC__CHUNK_SEALED)
 		return;
 	SHMC__FAULT_POINT("compact.claimed");
+	/* Mostly garbage: keep everything. Mostly live: let CLOCK choose. */
 	uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
-	if (used > c->geo.chunk_bytes)
-		used = c->geo.chunk_bytes;
-	bool keep_all = dead * 2 >= used;
-	uint64_t base = (uint64_t)k << c->geo.chunk_shift, end = base + used;
-	for (uint64_t off = base; off < end;) {
-		uint64_t bytes = compact_item(c, t, k, off, end, keep_all);
-		if (!bytes)
-			break;
-		off += bytes;
-	}
-	shmc__chunk_retire_evicted(c, k);
+	empty_chunk(c, t, k, dead * 2 >= used ? KEEP_ALL : KEEP_REFERENCED);
 }
 
 /* Take over a retirement whose claimant died mid-way (an evictor or
@@ -167,7 +144,7 @@ static bool take_over_orphan(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
 		return false;
 	if (uatomic_cmpxchg(&ch->state, w, shmc__retiring_word(t->lock_id)) != w)
 		return false;
-	evict_chunk(c, t, k);
+	empty_chunk(c, t, k, KEEP_REFERENCED);
 	return true;
 }
 
@@ -194,7 +171,7 @@ bool shmc__reclaim_direct(shmc_cache *c, struct shmc__tctx *t)
 		    SHMC__CHUNK_SEALED)
 			continue;
 		SHMC__FAULT_POINT("evict.claimed");
-		evict_chunk(c, t, k);
+		empty_chunk(c, t, k, EVICT_ALL);
 		return true;
 	}
 	return false;
@@ -264,8 +241,12 @@ static uint64_t audit_sealed(shmc_cache *c, struct shmc__tctx *t)
 			    uatomic_read(&ch->life) != life[k])
 				continue;
 			uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
-			if (dead + reach[k] >= used)
+			if (dead + reach[k] >= used) {
+				/* All dead already (a reaper sealed it without
+				 * trying): retire it now. */
+				shmc__chunk_try_retire(c, t, k);
 				continue;
+			}
 			uint64_t missing = used - dead - reach[k];
 			uatomic_add(&ch->dead, missing);
 			recovered += missing;

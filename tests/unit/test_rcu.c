@@ -87,12 +87,12 @@ static int membarrier_cmd(int cmd)
 
 /* ------------------------------------------------------- this process */
 
-static void test_rcu_no_readers_oldest_is_max(void **state)
+static void test_rcu_no_readers_oldest_is_current_epoch(void **state)
 {
 	shmc_cache *c = cache_of(state);
 
 	tctx_of(c); /* a registered but quiescent thread */
-	assert_true(shmc__rcu_oldest_reader(c) == UINT64_MAX);
+	assert_true(shmc__rcu_oldest_reader(c) == c->hdr->gp_ctr); /* no reader: the epoch */
 }
 
 static void test_rcu_inside_section_oldest_is_reader_ctr(void **state)
@@ -118,7 +118,7 @@ static void test_rcu_section_end_clears_reader_word(void **state)
 	assert_int_equal(shmc_read_end(c), 0);
 	assert_true(t->slot->rcu_ctr == 0);
 	assert_int_equal(t->read_depth, 0);
-	assert_true(shmc__rcu_oldest_reader(c) == UINT64_MAX);
+	assert_true(shmc__rcu_oldest_reader(c) == c->hdr->gp_ctr); /* no reader: the epoch */
 }
 
 static void test_rcu_nested_sections_hold_until_outermost_end(void **state)
@@ -134,7 +134,7 @@ static void test_rcu_nested_sections_hold_until_outermost_end(void **state)
 	assert_int_equal(t->read_depth, 1);
 	assert_true(shmc__rcu_oldest_reader(c) == ctr);
 	assert_int_equal(shmc_read_end(c), 0);
-	assert_true(shmc__rcu_oldest_reader(c) == UINT64_MAX);
+	assert_true(shmc__rcu_oldest_reader(c) == c->hdr->gp_ctr); /* no reader: the epoch */
 }
 
 /* An inner section does not republish the (newer) counter. */
@@ -221,7 +221,7 @@ static void test_rcu_oldest_is_minimum_over_readers(void **state)
 	holder_stop(&a);
 	assert_true(shmc__rcu_oldest_reader(c) == b.ctr);
 	holder_stop(&b);
-	assert_true(shmc__rcu_oldest_reader(c) == UINT64_MAX);
+	assert_true(shmc__rcu_oldest_reader(c) == c->hdr->gp_ctr); /* no reader: the epoch */
 }
 
 /* ---------------------------------------------------- readers elsewhere */
@@ -290,7 +290,7 @@ static void test_rcu_dead_child_reader_does_not_hold_grace_period(void **state)
 
 	assert_int_equal(uu_kill_child(pid), 0);
 	assert_true(c->threads[r->slot_idx].rcu_ctr == r->ctr); /* left behind */
-	assert_true(shmc__rcu_oldest_reader(c) == UINT64_MAX);
+	assert_true(shmc__rcu_oldest_reader(c) == c->hdr->gp_ctr); /* no reader: the epoch */
 	tu_shared_free(r, sizeof *r);
 }
 
@@ -321,7 +321,7 @@ static void test_rcu_dead_child_behind_live_reader_oldest_is_live(void **state)
 	assert_true(r->ctr > h.ctr);
 	assert_true(shmc__rcu_oldest_reader(c) == h.ctr);
 	holder_stop(&h);
-	assert_true(shmc__rcu_oldest_reader(c) == UINT64_MAX);
+	assert_true(shmc__rcu_oldest_reader(c) == c->hdr->gp_ctr); /* no reader: the epoch */
 	tu_shared_free(r, sizeof *r);
 }
 
@@ -531,7 +531,7 @@ static int child_main(const char *mode, const char *name)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(test_rcu_no_readers_oldest_is_max),
+		TEST(test_rcu_no_readers_oldest_is_current_epoch),
 		TEST(test_rcu_inside_section_oldest_is_reader_ctr),
 		TEST(test_rcu_section_end_clears_reader_word),
 		TEST(test_rcu_nested_sections_hold_until_outermost_end),
