@@ -870,12 +870,13 @@ static void run_fault_case(struct fixture *f, const struct fault_case *fc,
 		       out->sealed_dead);
 		fflush(stdout);
 
-		/* The victim died by the fault point, after doing some work. */
+		/* The victim attached and died by the fault point (possibly
+		 * inside its first operation: a writer's first chunk can start
+		 * a compaction walk). */
 		assert_false(out->victim_timed_out);
 		assert_true(WIFSIGNALED(out->victim_status));
 		assert_int_equal(WTERMSIG(out->victim_status), SIGKILL);
 		assert_int_equal(atomic_load(&sh->victim.opened), 1);
-		assert_true(out->victim_ops >= 1);
 		/* Everyone else carried on, quickly, and read only whole values. */
 		assert_int_equal(out->live_failed, 0);
 		assert_true(ops > 1000);
