@@ -8,6 +8,7 @@
 #include "index.h"
 #include "log.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static inline uint32_t shmc__neighbour(const struct shmc_cache *c, uint32_t b, uint32_t n)
@@ -50,18 +51,27 @@ static inline __attribute__((always_inline)) int shmc__item_match(struct shmc_ca
 	if (chunk_end > c->geo.data_bytes || off + SHMC__ITEM_HDR > chunk_end)
 		return SHMC_ECORRUPT;
 	unsigned char *p = c->data + off;
-	struct shmc__item_hdr h;
-	shmc__item_hdr_read(p, &h);
-	if (h.klen != k->klen)
+	/* Field by field, cheapest rejection first; the rest only on a match.
+	 * (Scalar loads keep the header out of memory on the hot path.) */
+	uint16_t klen;
+	uint32_t vlen, expire_rel;
+	memcpy(&klen, p + offsetof(struct shmc__item_hdr, klen), sizeof(klen));
+	if (klen != k->klen)
 		return 0;
-	if (off + SHMC__ITEM_HDR + h.klen + (uint64_t)h.vlen > chunk_end)
+	memcpy(&vlen, p + offsetof(struct shmc__item_hdr, vlen), sizeof(vlen));
+	if (off + SHMC__ITEM_HDR + klen + (uint64_t)vlen > chunk_end)
 		return SHMC_ECORRUPT;
 	if (!shmc__key_equal(p + SHMC__ITEM_HDR, k->key, k->klen))
 		return 0;
+	memcpy(&expire_rel, p + offsetof(struct shmc__item_hdr, expire_rel), sizeof(expire_rel));
 	f->entry = e;
 	f->item = p;
-	f->hdr = h;
-	f->expire_abs_ms = shmc__item_expiry(&c->chunks[off >> c->geo.chunk_shift], &h);
+	f->hdr.klen = klen;
+	f->hdr.vlen = vlen;
+	f->hdr.expire_rel = expire_rel;
+	f->hdr.refbit = CMM_LOAD_SHARED(*(const uint8_t *)(p + offsetof(struct shmc__item_hdr, refbit)));
+	f->hdr.kind = p[offsetof(struct shmc__item_hdr, kind)];
+	f->expire_abs_ms = shmc__item_expiry(&c->chunks[off >> c->geo.chunk_shift], &f->hdr);
 	return 1;
 }
 
