@@ -234,7 +234,7 @@ static int publish_locked(shmc_cache *c, const struct shmc__keyref *k, struct wr
 	}
 	rc = shmc__index_insert_locked(c, k, w->off);
 	if (rc)
-		return shmc__fail(c, rc, "index full: bucket %u and its %d neighbours have no free slot",
+		return shmc__fail(c, rc, "index full: bucket %u and the %d after it have no free slot",
 				  k->bucket, SHMC__MAX_PROBE);
 	return 0;
 }

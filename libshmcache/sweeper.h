@@ -1,6 +1,7 @@
 /*
- * sweeper.h - making room: direct reclaim by writers that find no free
- * chunk. (The background sweeper role, CLOCK and TTL sweeps build on it.)
+ * sweeper.h - making room (compaction, direct reclaim) and the reaper pass,
+ * run today by the writers that need them; the background sweeper role will
+ * run the same code ahead of time.
  */
 #ifndef SHMC_SWEEPER_H
 #define SHMC_SWEEPER_H
@@ -11,9 +12,10 @@
 struct shmc_cache;
 struct shmc__tctx;
 
-/* Evict the sealed chunk with the fewest live bytes: unlink every item of
- * it that is still reachable (counted as evictions) and retire it. Returns
- * false if no sealed chunk could be taken. */
+/* For a writer that found no free chunk: first take over retirements whose
+ * claimant died; failing that, evict the sealed chunk with the fewest live
+ * bytes (unlink every item still reachable, counted as evictions) and
+ * retire it. Returns false if there was nothing to take. */
 bool shmc__reclaim_direct(struct shmc_cache *c, struct shmc__tctx *t);
 
 /* Compaction, run by a writer that just opened a chunk while free chunks
