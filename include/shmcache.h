@@ -22,7 +22,9 @@
  * --------------------
  * - fork(): a handle opened before fork() may be used in the child. The first
  *   operation in the child re-registers it: the child gets its own process
- *   slot and liveness lock and never acts as the parent. Pointers from
+ *   slot and liveness lock and never acts as the parent (if the segment's
+ *   name was unlinked or replaced since, that call fails with SHMC_ENOENT:
+ *   open the segment anew in the child). Pointers from
  *   shmc_get_ref() obtained before fork() are invalid in the child, and a
  *   read section open across fork() is closed in the child. Do not call
  *   fork() from one thread while another thread of the same process is inside

@@ -125,8 +125,10 @@ static int reregister_locked(shmc_cache *c)
 		return shmc__fail(c, errno == ENOENT ? SHMC_ENOENT : -errno,
 				  "re-registering after fork: shm_open %s: %s", path, strerror(errno));
 	}
-	struct stat st;
-	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != c->geo.segment_bytes) {
+	/* The name must still lead to the object we have mapped. */
+	struct stat st, mapped;
+	if (fstat(fd, &st) != 0 || fstat(c->fd, &mapped) != 0 || st.st_ino != mapped.st_ino ||
+	    st.st_dev != mapped.st_dev) {
 		close(fd);
 		return shmc__fail(c, SHMC_ENOENT, "re-registering after fork: %s was replaced",
 				  path);
