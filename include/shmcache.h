@@ -99,6 +99,7 @@ enum shmc_errno {
 #define SHMC_DEFAULT_SIZE (64u << 20)  /* default segment size */
 #define SHMC_MIN_SIZE (1u << 20)       /* smallest segment accepted */
 #define SHMC_DEFAULT_CHUNK (1u << 20)  /* default log chunk size */
+#define SHMC_TTL_JITTER_MAX 50u        /* largest TTL jitter, percent */
 
 typedef struct shmc_cache shmc_cache;
 typedef struct shmc_opts shmc_opts;
@@ -151,6 +152,12 @@ int shmc_opts_set_uplink(shmc_opts *o, const char *uri);
 /* TTL of items written with ttl_ms 0 (default 0 = never expire).
  * Returns 0 or SHMC_EINVAL (o NULL). */
 int shmc_opts_set_default_ttl(shmc_opts *o, uint32_t ttl_ms);
+
+/* Spread every TTL (explicit or default) uniformly over +- percent of itself,
+ * 0..SHMC_TTL_JITTER_MAX (default 0), so that keys written together do not
+ * expire together. With jitter an item may expire before its ttl_ms. Fixed
+ * at creation. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_ttl_jitter(shmc_opts *o, unsigned percent);
 
 /* Largest key accepted, 1..SHMC_KEY_MAX (default 250). Fixed at creation.
  * Returns 0 or SHMC_EINVAL. */
@@ -227,8 +234,8 @@ int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
              size_t *vlen);
 
 /* Store key -> val for ttl_ms milliseconds (0 = the default TTL; the default
- * default is "never"). The item never expires before ttl_ms has passed, and
- * at most one coarse-clock tick (about 4 ms) after. flags: SHMC_NX or SHMC_XX (not both);
+ * default is "never"). Without TTL jitter the item never expires before
+ * ttl_ms has passed, and at most one coarse-clock tick (about 4 ms) after. flags: SHMC_NX or SHMC_XX (not both);
  * SHMC_WRITE_THROUGH / SHMC_WRITE_BEHIND need an uplink.
  * Returns 0, SHMC_EEXIST (NX and present), SHMC_ENOTFOUND (XX and absent),
  * SHMC_EINVAL, SHMC_ETOOBIG (key or value over the limit), SHMC_ENOSPC (no

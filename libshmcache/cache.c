@@ -43,6 +43,24 @@ static uint64_t expiry_slack_ms(void)
 	return slack;
 }
 
+/* ttl_ms spread uniformly over +- pct percent, so that keys written
+ * together do not all expire together. A per-thread xorshift: no shared
+ * state, no system call. */
+static uint32_t jitter(uint32_t ttl_ms, uint32_t pct)
+{
+	static __thread uint64_t rng;
+	if (!rng)
+		rng = (uint64_t)(uintptr_t)&rng ^ (shmc__now_ms() * 0x9e3779b97f4a7c15ull) ^ 1;
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	uint64_t span = (uint64_t)ttl_ms * pct / 100;
+	if (!span)
+		return ttl_ms;
+	uint64_t t = (uint64_t)ttl_ms - span + rng % (2 * span + 1);
+	return t ? (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t) : 1;
+}
+
 /* Absolute expiry of an item written now with ttl_ms (0 = the default). */
 static uint64_t default_expiry(const shmc_cache *c, uint32_t ttl_ms)
 {
@@ -50,6 +68,8 @@ static uint64_t default_expiry(const shmc_cache *c, uint32_t ttl_ms)
 		ttl_ms = c->geo.default_ttl_ms;
 	if (!ttl_ms)
 		return 0;
+	if (c->geo.ttl_jitter_pct)
+		ttl_ms = jitter(ttl_ms, c->geo.ttl_jitter_pct);
 	/* Items store expiry in 32 bits relative to their chunk's base, which
 	 * is never older than now: the longest TTL (2^32-1 ms) is capped so
 	 * that its slack still fits. */

@@ -31,6 +31,7 @@ struct shmc__geometry {
 	uint32_t max_key_bytes;
 	uint32_t max_value_bytes;
 	uint32_t default_ttl_ms;
+	uint32_t ttl_jitter_pct;
 };
 
 /* One per (thread, handle). Owned by the handle; reached through a small

@@ -90,6 +90,14 @@ int shmc_opts_set_default_ttl(shmc_opts *o, uint32_t ttl_ms)
 	return 0;
 }
 
+int shmc_opts_set_ttl_jitter(shmc_opts *o, unsigned percent)
+{
+	if (!o || percent > SHMC_TTL_JITTER_MAX)
+		return SHMC_EINVAL;
+	o->ttl_jitter_pct = percent;
+	return 0;
+}
+
 int shmc_opts_set_max_key(shmc_opts *o, size_t bytes)
 {
 	if (!o || bytes < 1 || bytes > SHMC_KEY_MAX)

@@ -10,6 +10,7 @@ struct shmc_opts {
 	unsigned mode;
 	char *uplink_uri;
 	uint32_t default_ttl_ms;
+	unsigned ttl_jitter_pct;
 	size_t max_key_bytes;
 	size_t chunk_bytes; /* 0 = automatic */
 	size_t item_bytes;  /* expected key + value size */

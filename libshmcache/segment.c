@@ -210,6 +210,7 @@ static int plan_new(const struct shmc_opts *o, struct shmc__header *h, struct la
 	h->max_threads = o->max_threads;
 	h->max_key_bytes = (uint32_t)o->max_key_bytes;
 	h->default_ttl_ms = o->default_ttl_ms;
+	h->ttl_jitter_pct = o->ttl_jitter_pct;
 	return 0;
 }
 
@@ -340,6 +341,8 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 		bad = "max_threads";
 	else if (h->max_key_bytes == 0 || h->max_key_bytes > SHMC_KEY_MAX)
 		bad = "max_key_bytes";
+	else if (h->ttl_jitter_pct > SHMC_TTL_JITTER_MAX)
+		bad = "ttl_jitter_pct";
 	if (!bad) {
 		struct layout l;
 		layout_compute(h->max_procs, h->max_threads, h->nbuckets, h->nchunks, chunk, &l);
@@ -367,6 +370,7 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	g->max_key_bytes = h->max_key_bytes;
 	g->max_value_bytes = chunk - SHMC__ITEM_HDR; /* minus the key, per item */
 	g->default_ttl_ms = h->default_ttl_ms;
+	g->ttl_jitter_pct = h->ttl_jitter_pct;
 
 	c->hdr = (struct shmc__header *)c->base;
 	c->procs = (struct shmc__proc_slot *)(c->base + h->off_procs);

@@ -58,7 +58,7 @@ struct shmc__header {
 	uint32_t max_threads;
 	uint32_t max_key_bytes;
 	uint32_t default_ttl_ms;
-	uint32_t reserved_u32;
+	uint32_t ttl_jitter_pct;   /* TTLs spread by +- this percentage */
 	uint64_t off_procs;
 	uint64_t off_threads;
 	uint64_t off_buckets;

@@ -66,10 +66,67 @@ static void test_ttl_expiry_never_early_and_within_resolution(void **state)
 	shmc_unlink(name);
 }
 
+/* With +-50% jitter, 200 keys written together with a 200 ms TTL expire
+ * spread over [100, 300] ms, not all at 200. */
+static void test_ttl_jitter_spreads_expiry_within_bounds(void **state)
+{
+	(void)state;
+	enum { NKEYS = 200, TTL = 200 };
+	char name[TU_NAME_MAX];
+	tu_segname(name, sizeof name, "ttl-jitter");
+	(void)shmc_unlink(name);
+	shmc_opts *o;
+	assert_int_equal(shmc_opts_create(&o), 0);
+	assert_int_equal(shmc_opts_set_size(o, 4u << 20), 0);
+	assert_int_equal(shmc_opts_set_ttl_jitter(o, 51), SHMC_EINVAL);
+	assert_int_equal(shmc_opts_set_ttl_jitter(o, 50), 0);
+	shmc_cache *c;
+	assert_int_equal(shmc_open(name, o, SHMC_CREATE | SHMC_EXCL, &c), 0);
+	shmc_opts_destroy(o);
+
+	char key[32];
+	uint64_t gone_ms[NKEYS] = {0};
+	uint64_t start = tu_now_ns();
+	for (int i = 0; i < NKEYS; i++) {
+		int klen = snprintf(key, sizeof key, "j-%d", i);
+		assert_int_equal(shmc_set(c, key, (size_t)klen, "v", 1, TTL, 0), 0);
+	}
+	uint64_t written = tu_now_ns();
+	for (int left = NKEYS; left > 0;) {
+		uint64_t now = tu_now_ns();
+		assert_true(now - start < 2000000000ull);
+		for (int i = 0; i < NKEYS; i++) {
+			if (gone_ms[i])
+				continue;
+			int klen = snprintf(key, sizeof key, "j-%d", i);
+			char buf[4];
+			size_t n;
+			if (shmc_get(c, key, (size_t)klen, buf, sizeof buf, &n) == SHMC_ENOTFOUND) {
+				gone_ms[i] = (now - start) / 1000000 + 1;
+				left--;
+			}
+		}
+		tu_sleep_ms(2);
+	}
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (int i = 0; i < NKEYS; i++) {
+		lo = gone_ms[i] - 1 < lo ? gone_ms[i] - 1 : lo;
+		hi = gone_ms[i] - 1 > hi ? gone_ms[i] - 1 : hi;
+	}
+	printf("jitter 50%%, ttl %d ms: first expiry at %llu ms, last at %llu ms\n", TTL,
+	       (unsigned long long)lo, (unsigned long long)hi);
+	assert_true(lo + (written - start) / 1000000 >= TTL / 2);
+	assert_true(hi <= TTL * 3 / 2 + 30);
+	assert_true(lo < TTL * 8 / 10 && hi > TTL * 12 / 10); /* really spread */
+	shmc_close(c);
+	shmc_unlink(name);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ttl_expiry_never_early_and_within_resolution),
+		cmocka_unit_test(test_ttl_jitter_spreads_expiry_within_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
