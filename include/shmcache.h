@@ -333,7 +333,8 @@ struct shmc_stats {
 	uint64_t reserved[12];
 };
 
-/* Fill *out with host-wide totals. Reads every thread slot; costs
+/* Fill *out with host-wide totals. Reads every thread slot and reaps any
+ * dead process it meets (so procs_attached counts live ones); costs
  * microseconds, not for the hot path. Returns 0 or SHMC_EINVAL.
  * Thread-safe. (The struct is used with its tag: C does not let a typedef
  * and a function share the name shmc_stats.) */

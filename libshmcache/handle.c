@@ -167,7 +167,6 @@ struct shmc__tctx *shmc__tctx_slow(shmc_cache *c, int *err)
 			shmc__free(t);
 			return NULL;
 		}
-		t->cache = c;
 		t->slot_idx = idx;
 		t->slot = &c->threads[idx];
 		t->lock_id = ((uatomic_read(&t->slot->gen) & 0xffffu) << 16) | (idx + 1);

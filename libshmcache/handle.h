@@ -29,7 +29,6 @@ struct shmc__geometry {
 	uint32_t max_procs;
 	uint32_t max_threads;
 	uint32_t max_key_bytes;
-	uint32_t max_value_bytes;
 	uint32_t default_ttl_ms;
 	uint32_t ttl_jitter_pct;
 };
@@ -37,7 +36,6 @@ struct shmc__geometry {
 /* One per (thread, handle). Owned by the handle; reached through a small
  * thread-local cache keyed by the handle's serial. */
 struct shmc__tctx {
-	struct shmc_cache *cache;
 	struct shmc__thread_slot *slot;
 	uint32_t slot_idx;
 	uint32_t lock_id;      /* value this thread stores in bucket locks */

@@ -368,7 +368,6 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	g->max_procs = h->max_procs;
 	g->max_threads = h->max_threads;
 	g->max_key_bytes = h->max_key_bytes;
-	g->max_value_bytes = chunk - SHMC__ITEM_HDR; /* minus the key, per item */
 	g->default_ttl_ms = h->default_ttl_ms;
 	g->ttl_jitter_pct = h->ttl_jitter_pct;
 

@@ -42,11 +42,6 @@ static int setup(void **state)
 
 #define TEST(fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, uu_teardown, (void *)#fn)
 
-static shmc_cache *cache_of(void **state)
-{
-	return ((struct uu_fixture *)*state)->c;
-}
-
 /* A second handle on the fixture's segment (its own proc slot). */
 static shmc_cache *open_second(void **state)
 {

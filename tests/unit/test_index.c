@@ -45,19 +45,6 @@ static int setup(void **state)
 
 #define TEST(fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, uu_teardown, (void *)#fn)
 
-static shmc_cache *cache_of(void **state)
-{
-	return ((struct uu_fixture *)*state)->c;
-}
-
-static struct shmc__tctx *tctx_of(shmc_cache *c)
-{
-	struct shmc__tctx *t = uu_tctx(c);
-
-	assert_non_null(t);
-	return t;
-}
-
 /* ---------------------------------------------------------------- helpers */
 
 /* Append an item (never expiring) to this thread's chunk; its offset. */
@@ -90,6 +77,38 @@ static int find(shmc_cache *c, const struct shmc__keyref *k, struct shmc__found 
 	rc = shmc__index_find(c, k, f);
 	shmc__rcu_read_exit(c, t);
 	return rc;
+}
+
+/* Locked replace / remove of a key known to be present, as a writer does
+ * them; each returns the entry it displaced. */
+static uint64_t replace(shmc_cache *c, const struct shmc__keyref *k, uint64_t off)
+{
+	struct shmc__tctx *t = tctx_of(c);
+	struct shmc__found f = {0};
+	uint64_t prev;
+
+	shmc__rcu_read_enter(c, t);
+	shmc__bucket_lock(c, t, k->bucket);
+	assert_int_equal(shmc__index_find(c, k, &f), 0);
+	prev = shmc__index_replace_locked(c, k, &f, off);
+	shmc__bucket_unlock(c, t, k->bucket);
+	shmc__rcu_read_exit(c, t);
+	return prev;
+}
+
+static uint64_t remove_key(shmc_cache *c, const struct shmc__keyref *k)
+{
+	struct shmc__tctx *t = tctx_of(c);
+	struct shmc__found f = {0};
+	uint64_t prev;
+
+	shmc__rcu_read_enter(c, t);
+	shmc__bucket_lock(c, t, k->bucket);
+	assert_int_equal(shmc__index_find(c, k, &f), 0);
+	prev = shmc__index_remove_locked(c, k, &f);
+	shmc__bucket_unlock(c, t, k->bucket);
+	shmc__rcu_read_exit(c, t);
+	return prev;
 }
 
 /* Bucket number of a slot pointer. */
@@ -224,38 +243,25 @@ static void test_index_find_absent_key_enotfound(void **state)
 static void test_index_replace_returns_previous_entry(void **state)
 {
 	shmc_cache *c = cache_of(state);
-	struct shmc__tctx *t = tctx_of(c);
 	struct shmc__keyref k;
-	struct shmc__found f = {0};
 	uint64_t off1 = append(c, "beta", "first"), off2 = append(c, "beta", "second"), prev;
 
 	shmc__keyref_init(c, &k, "beta", 4);
 	assert_int_equal(insert(c, &k, off1), 0);
-	shmc__rcu_read_enter(c, t);
-	shmc__bucket_lock(c, t, k.bucket);
-	assert_int_equal(shmc__index_find(c, &k, &f), 0);
-	prev = shmc__index_replace_locked(c, &k, &f, off2);
-	shmc__bucket_unlock(c, t, k.bucket);
-	shmc__rcu_read_exit(c, t);
+	prev = replace(c, &k, off2);
 	assert_true(prev == shmc__entry_make(k.tag, off1));
 }
 
 static void test_index_replace_makes_new_item_found(void **state)
 {
 	shmc_cache *c = cache_of(state);
-	struct shmc__tctx *t = tctx_of(c);
 	struct shmc__keyref k;
 	struct shmc__found f = {0};
 	uint64_t off1 = append(c, "gamma", "first"), off2 = append(c, "gamma", "second!");
 
 	shmc__keyref_init(c, &k, "gamma", 5);
 	assert_int_equal(insert(c, &k, off1), 0);
-	shmc__rcu_read_enter(c, t);
-	shmc__bucket_lock(c, t, k.bucket);
-	assert_int_equal(shmc__index_find(c, &k, &f), 0);
-	shmc__index_replace_locked(c, &k, &f, off2);
-	shmc__bucket_unlock(c, t, k.bucket);
-	shmc__rcu_read_exit(c, t);
+	replace(c, &k, off2);
 	assert_int_equal(find(c, &k, &f), 0);
 	assert_true(shmc__entry_off(f.entry) == off2);
 	assert_int_equal(f.hdr.vlen, 7);
@@ -265,38 +271,25 @@ static void test_index_replace_makes_new_item_found(void **state)
 static void test_index_remove_returns_previous_entry(void **state)
 {
 	shmc_cache *c = cache_of(state);
-	struct shmc__tctx *t = tctx_of(c);
 	struct shmc__keyref k;
-	struct shmc__found f = {0};
 	uint64_t off = append(c, "delta", "x"), prev;
 
 	shmc__keyref_init(c, &k, "delta", 5);
 	assert_int_equal(insert(c, &k, off), 0);
-	shmc__rcu_read_enter(c, t);
-	shmc__bucket_lock(c, t, k.bucket);
-	assert_int_equal(shmc__index_find(c, &k, &f), 0);
-	prev = shmc__index_remove_locked(c, &k, &f);
-	shmc__bucket_unlock(c, t, k.bucket);
-	shmc__rcu_read_exit(c, t);
+	prev = remove_key(c, &k);
 	assert_true(prev == shmc__entry_make(k.tag, off));
 }
 
 static void test_index_remove_makes_key_unfindable(void **state)
 {
 	shmc_cache *c = cache_of(state);
-	struct shmc__tctx *t = tctx_of(c);
 	struct shmc__keyref k;
 	struct shmc__found f = {0};
 	uint64_t off = append(c, "epsilon", "x");
 
 	shmc__keyref_init(c, &k, "epsilon", 7);
 	assert_int_equal(insert(c, &k, off), 0);
-	shmc__rcu_read_enter(c, t);
-	shmc__bucket_lock(c, t, k.bucket);
-	assert_int_equal(shmc__index_find(c, &k, &f), 0);
-	shmc__index_remove_locked(c, &k, &f);
-	shmc__bucket_unlock(c, t, k.bucket);
-	shmc__rcu_read_exit(c, t);
+	remove_key(c, &k);
 	assert_int_equal(find(c, &k, &f), SHMC_ENOTFOUND);
 	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
 		assert_true(c->buckets[k.bucket].slot[s] == 0);

@@ -67,24 +67,6 @@ static int setup_few_procs(void **state)
 #define TEST_FEW(fn)                                                                               \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup_few_procs, uu_teardown, (void *)#fn)
 
-static struct uu_fixture *fixture_of(void **state)
-{
-	return *state;
-}
-
-static shmc_cache *cache_of(void **state)
-{
-	return fixture_of(state)->c;
-}
-
-static struct shmc__tctx *tctx_of(shmc_cache *c)
-{
-	struct shmc__tctx *t = uu_tctx(c);
-
-	assert_non_null(t);
-	return t;
-}
-
 /* F_OFD_GETLK on proc slot idx's byte through a fresh open file
  * description: F_UNLCK if nobody holds it. */
 static short lock_type_seen(void **state, uint32_t idx)

@@ -62,24 +62,6 @@ static int setup(void **state)
 
 #define TEST(fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, uu_teardown, (void *)#fn)
 
-static struct uu_fixture *fixture_of(void **state)
-{
-	return *state;
-}
-
-static shmc_cache *cache_of(void **state)
-{
-	return fixture_of(state)->c;
-}
-
-static struct shmc__tctx *tctx_of(shmc_cache *c)
-{
-	struct shmc__tctx *t = uu_tctx(c);
-
-	assert_non_null(t);
-	return t;
-}
-
 static int membarrier_cmd(int cmd)
 {
 	return (int)syscall(__NR_membarrier, cmd, 0, 0);

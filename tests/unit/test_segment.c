@@ -53,11 +53,6 @@ static int setup_name_only(void **state)
 #define TEST_NAMED(fn)                                                                             \
 	cmocka_unit_test_prestate_setup_teardown(fn, setup_name_only, uu_teardown, (void *)#fn)
 
-static struct uu_fixture *fixture_of(void **state)
-{
-	return *state;
-}
-
 /* ------------------------------------------------------ layout signature */
 
 static void test_segment_layout_signature_stable_across_calls(void **state)

@@ -48,19 +48,6 @@ static int setup(void **state)
 
 #define TEST(fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, uu_teardown, (void *)#fn)
 
-static shmc_cache *cache_of(void **state)
-{
-	return ((struct uu_fixture *)*state)->c;
-}
-
-static struct shmc__tctx *tctx_of(shmc_cache *c)
-{
-	struct shmc__tctx *t = uu_tctx(c);
-
-	assert_non_null(t);
-	return t;
-}
-
 /* ------------------------------------------------- overwrite workload */
 
 struct workload {

@@ -19,16 +19,6 @@
 
 #include <cmocka.h>
 
-static struct uu_fixture *fixture_of(void **state)
-{
-	return *state;
-}
-
-static shmc_cache *cache_of(void **state)
-{
-	return fixture_of(state)->c;
-}
-
 static int setup(void **state)
 {
 	struct uu_params p = {.size_bytes = 4u << 20, .chunk_bytes = 64u << 10};

@@ -13,6 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <cmocka.h>
+
 #include "handle.h"
 
 void uu_segname(char *buf, size_t cap, const char *test)
@@ -157,4 +161,13 @@ void uu_record_self(const char *argv0)
 const char *uu_self_path(void)
 {
 	return self_path[0] != '\0' ? self_path : NULL;
+}
+
+struct shmc__tctx *tctx_of(shmc_cache *c)
+{
+	struct shmc__tctx *t = uu_tctx(c);
+
+	if (t == NULL)
+		fail_msg("no thread context: %s", shmc_errmsg(c));
+	return t;
 }

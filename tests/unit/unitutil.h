@@ -61,6 +61,20 @@ int uu_teardown(void **state);
  * NULL on failure. */
 struct shmc__tctx *uu_tctx(shmc_cache *c);
 
+/* The same, failing the current test if there is none. */
+struct shmc__tctx *tctx_of(shmc_cache *c);
+
+/* The fixture uu_setup() left in *state, and its handle. */
+static inline struct uu_fixture *fixture_of(void **state)
+{
+	return *state;
+}
+
+static inline shmc_cache *cache_of(void **state)
+{
+	return fixture_of(state)->c;
+}
+
 /* Spin (yielding, then sleeping) until *flag >= value or timeout_ms has
  * passed. Returns true if the value was reached. If pid > 0 and that child
  * has exited meanwhile, returns false at once (the child is then reaped:
