@@ -330,7 +330,15 @@ struct shmc_stats {
 	/* attachment */
 	uint64_t procs_attached;
 	uint64_t threads_attached;
-	uint64_t reserved[12];
+	/* background roles */
+	uint64_t sweeper_pid;       /* pid of the process holding the sweeper
+				     * role (in its own pid namespace), 0 if
+				     * no process holds it */
+	uint64_t sweeper_handovers; /* times the role was taken from a dead holder */
+	uint64_t sweeper_passes;    /* sweeper passes completed */
+	uint64_t promotions;        /* items moved from the probationary log to main */
+	uint64_t chunks_probation;  /* open or sealed chunks of the probationary log */
+	uint64_t reserved[7];
 };
 
 /* Fill *out with host-wide totals. Reads every thread slot and reaps any

@@ -61,11 +61,14 @@ static uint32_t jitter(uint32_t ttl_ms, uint32_t pct)
 	return t ? (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t) : 1;
 }
 
-/* Absolute expiry of an item written now with ttl_ms (0 = the default). */
-static uint64_t default_expiry(const shmc_cache *c, uint32_t ttl_ms)
+/* Absolute expiry of an item written now with ttl_ms (0 = the default).
+ * Writers read the real clock, and so keep the header clock honest. */
+static uint64_t default_expiry(shmc_cache *c, uint32_t ttl_ms)
 {
 	if (!ttl_ms)
 		ttl_ms = c->geo.default_ttl_ms;
+	uint64_t now = shmc__now_ms();
+	shmc__clock_check(c, now);
 	if (!ttl_ms)
 		return 0;
 	if (c->geo.ttl_jitter_pct)
@@ -74,16 +77,28 @@ static uint64_t default_expiry(const shmc_cache *c, uint32_t ttl_ms)
 	 * is never older than now: the longest TTL (2^32-1 ms) is capped so
 	 * that its slack still fits. */
 	uint64_t add = (uint64_t)ttl_ms + expiry_slack_ms();
-	return shmc__now_ms() + (add > UINT32_MAX ? UINT32_MAX : add);
+	return now + (add > UINT32_MAX ? UINT32_MAX : add);
 }
 
-static inline bool expired(const struct shmc__found *f, uint64_t *now)
+static inline bool expired(const shmc_cache *c, const struct shmc__found *f, uint64_t *now)
 {
 	if (!f->expire_abs_ms)
 		return false;
 	if (!*now)
-		*now = shmc__now_ms();
+		*now = shmc__clock_ms(c);
 	return *now >= f->expire_abs_ms;
+}
+
+/* Which log a new item enters: probation, unless its key was evicted from
+ * probation recently (its ghost is in the bucket), in which case it has
+ * proved it comes back and goes straight to main. */
+static enum shmc__log_class admission_log(shmc_cache *c, const struct shmc__keyref *k)
+{
+	uint16_t *ghost = &c->buckets[k->bucket].ghost;
+	if (CMM_LOAD_SHARED(*ghost) != shmc__ghost_fp(k))
+		return SHMC__LOG_SMALL;
+	CMM_STORE_SHARED(*ghost, 0);
+	return SHMC__LOG_MAIN;
 }
 
 static int check_key(shmc_cache *c, const void *key, size_t klen)
@@ -129,7 +144,10 @@ static int lookup(shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref
 	uint64_t now = 0;
 	int rc = shmc__index_find(c, k, f);
 	shmc__count(t, SHMC__CTR_gets, 1);
-	if (rc == 0 && expired(f, &now)) {
+	/* Now and then, make sure the header clock still has a keeper. */
+	if (__builtin_expect((t->slot->counters[SHMC__CTR_gets] & 4095) == 0, 0))
+		shmc__clock_check(c, shmc__now_ms());
+	if (rc == 0 && expired(c, f, &now)) {
 		shmc__count(t, SHMC__CTR_expirations, 1);
 		rc = SHMC_ENOTFOUND;
 	}
@@ -241,7 +259,7 @@ static int publish_locked(shmc_cache *c, const struct shmc__keyref *k, struct wr
 	int rc = shmc__index_find(c, k, &f);
 	if (rc && rc != SHMC_ENOTFOUND)
 		return shmc__fail(c, rc, "index entry points outside the data area");
-	bool present = rc == 0 && !expired(&f, &now);
+	bool present = rc == 0 && !expired(c, &f, &now);
 	if (w->mode == WRITE_INCR && (rc == 0 ? f.entry : 0) != w->expect_entry)
 		return SHMC_EAGAIN_INTERNAL;
 	if ((w->flags & SHMC_NX) && present)
@@ -249,6 +267,13 @@ static int publish_locked(shmc_cache *c, const struct shmc__keyref *k, struct wr
 	if ((w->flags & SHMC_XX) && !present)
 		return shmc__fail(c, SHMC_ENOTFOUND, "key absent (SHMC_XX)");
 	if (rc == 0) {
+		/* An overwrite keeps its key's standing: if the old item was
+		 * read or had reached main, the new one is marked read, so
+		 * leaving probation promotes it. Ours until published. */
+		uint32_t old_log =
+			uatomic_read(&c->chunks[shmc__chunk_of(c, shmc__entry_off(f.entry))].log);
+		if (f.hdr.refbit || old_log == SHMC__LOG_MAIN)
+			c->data[w->off + offsetof(struct shmc__item_hdr, refbit)] = 1;
 		*displaced = shmc__index_replace_locked(c, k, &f, w->off);
 		return 0;
 	}
@@ -308,7 +333,7 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 	struct shmc__keyref k;
 	shmc__keyref_init(c, &k, key, klen);
 	struct write_req w = {.flags = flags, .mode = WRITE_SET};
-	rc = shmc__log_append(c, t, key, klen, val, vlen, expire, &w.off);
+	rc = shmc__log_append(c, t, admission_log(c, &k), key, klen, val, vlen, expire, &w.off);
 	if (rc)
 		return rc;
 	SHMC__FAULT_POINT("set.appended");
@@ -336,7 +361,7 @@ int shmc_del(shmc_cache *c, const void *key, size_t klen)
 	rc = shmc__index_find(c, &k, &f);
 	if (rc == 0) {
 		/* An expired item is removed too, but reported absent. */
-		rc = expired(&f, &now) ? SHMC_ENOTFOUND : 0;
+		rc = expired(c, &f, &now) ? SHMC_ENOTFOUND : 0;
 		removed = shmc__index_remove_locked(c, &k, &f);
 		SHMC__FAULT_POINT("del.removed");
 	}
@@ -400,7 +425,7 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 		rc = shmc__index_find(c, &k, &f);
 		if (rc == 0) {
 			entry = f.entry;
-			live = !expired(&f, &now);
+			live = !expired(c, &f, &now);
 			if (live && !parse_i64(f.item + SHMC__ITEM_HDR + klen, f.hdr.vlen, &cur))
 				rc = SHMC_ENOTNUM;
 		} else if (rc == SHMC_ENOTFOUND) {
@@ -420,7 +445,8 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 		char text[24];
 		int n = snprintf(text, sizeof(text), "%" PRId64, next);
 		struct write_req w = {.mode = WRITE_INCR, .expect_entry = entry};
-		rc = shmc__log_append(c, t, key, klen, text, (size_t)n, expire, &w.off);
+		rc = shmc__log_append(c, t, admission_log(c, &k), key, klen, text, (size_t)n, expire,
+				      &w.off);
 		if (rc)
 			return rc;
 		SHMC__FAULT_POINT("incr.appended");

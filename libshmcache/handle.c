@@ -19,6 +19,7 @@
 #include "alloc.h"
 #include "opts.h"
 #include "rcu.h"
+#include "role.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +48,16 @@ uint64_t shmc__now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A header clock this far behind the real one has lost its sweeper. */
+#define CLOCK_STALE_MS 500
+
+void shmc__clock_check(shmc_cache *c, uint64_t now)
+{
+	uint64_t v = uatomic_read(&c->hdr->clock_ms);
+	if (v && now > v + CLOCK_STALE_MS)
+		uatomic_cmpxchg(&c->hdr->clock_ms, v, 0);
 }
 
 static void tctx_release(shmc_cache *c, struct shmc__tctx *t)
@@ -136,7 +147,11 @@ static int reregister_locked(shmc_cache *c)
 	close(c->fd); /* the parent keeps the shared description alive */
 	c->fd = fd;
 	c->fork_gen = shmc__fork_gen;
-	return shmc__proc_attach(c);
+	shmc__roles_forget(c);
+	int rc = shmc__proc_attach(c);
+	if (!rc && c->run_roles)
+		rc = shmc__roles_start(c);
+	return rc;
 }
 
 struct shmc__tctx *shmc__tctx_slow(shmc_cache *c, int *err)
@@ -210,6 +225,9 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 	int rc = shmc__segment_open(c, name, o, flags);
 	if (!rc)
 		rc = shmc__proc_attach(c);
+	c->run_roles = o->sweeper && !(flags & SHMC_RDONLY);
+	if (!rc && c->run_roles && (rc = shmc__roles_start(c)) != 0)
+		shmc__proc_detach(c);
 	if (rc) {
 		/* Re-tag the message as shmc_open's: the handle never existed. */
 		char msg[256];
@@ -241,6 +259,11 @@ int shmc_close(shmc_cache *c)
 	pthread_mutex_unlock(&registry_lock);
 
 	bool ours = c->fork_gen == shmc__fork_gen;
+	/* The role thread first: a holder still uses its context. */
+	if (ours)
+		shmc__roles_stop(c);
+	else
+		shmc__roles_forget(c);
 	while (c->tctx_list) {
 		struct shmc__tctx *t = c->tctx_list;
 		c->tctx_list = t->next;

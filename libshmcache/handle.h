@@ -12,6 +12,8 @@
 #include "proc.h"
 #include "segment.h"
 
+#include "atomic.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,6 +35,15 @@ struct shmc__geometry {
 	uint32_t ttl_jitter_pct;
 };
 
+/* A thread's open chunk of one log. */
+struct shmc__open_chunk {
+	uint32_t chunk;        /* chunk index + 1, 0 = none */
+	uint64_t used;         /* private copy of chunks[chunk-1].used */
+	uint64_t base_ms;
+	uint64_t expire_max;   /* private copies of chunks[chunk-1].expire_* */
+	uint64_t expire_min;
+};
+
 /* One per (thread, handle). Owned by the handle; reached through a small
  * thread-local cache keyed by the handle's serial. */
 struct shmc__tctx {
@@ -40,9 +51,9 @@ struct shmc__tctx {
 	uint32_t slot_idx;
 	uint32_t lock_id;      /* value this thread stores in bucket locks */
 	uint32_t read_depth;   /* nesting of read sections */
-	uint32_t chunk;        /* open chunk index + 1, 0 = none */
-	uint64_t chunk_used;   /* private copy of chunks[chunk-1].used */
-	uint64_t chunk_base_ms;
+	bool making_room;      /* inside an eviction step: a chunk opened now
+				* must not start another one */
+	struct shmc__open_chunk open[SHMC__NLOGS];
 	pthread_t thread;
 	struct shmc__tctx *next; /* in cache->tctx_list, under cache->lock */
 };
@@ -67,6 +78,8 @@ struct shmc_cache {
 
 	pthread_mutex_t lock;    /* tctx_list, re-registration after fork */
 	struct shmc__tctx *tctx_list;
+	bool run_roles;          /* opened with the sweeper enabled */
+	struct shmc__role_thread *roles; /* this process's role thread (role.c) */
 	struct shmc_cache *registry_next; /* in the process-wide registry */
 };
 
@@ -113,6 +126,20 @@ static inline void shmc__count(struct shmc__tctx *t, enum shmc__counter k, uint6
 
 /* Coarse monotonic milliseconds (vDSO, no system call). */
 uint64_t shmc__now_ms(void);
+
+/* The segment's coarse clock for expiry checks: the sweeper's copy in the
+ * header when one keeps it (a load, no clock call), else the clock. Never
+ * ahead of shmc__now_ms(). */
+static inline uint64_t shmc__clock_ms(const shmc_cache *c)
+{
+	uint64_t v = CMM_LOAD_SHARED(c->hdr->clock_ms);
+	return v ? v : shmc__now_ms();
+}
+
+/* Forget a header clock that has not moved for a long while (its sweeper
+ * died and no process took the role over), so that readers fall back to
+ * the real clock. Called now and then by readers and by every writer. */
+void shmc__clock_check(shmc_cache *c, uint64_t now);
 
 /* Chunk a data offset falls in. */
 static inline uint32_t shmc__chunk_of(const shmc_cache *c, uint64_t off)

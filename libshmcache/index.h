@@ -37,7 +37,9 @@
 struct shmc__bucket {
 	uint32_t lock;     /* 0 free, else holder id (see above) */
 	uint16_t probe;    /* buckets after this one holding its keys (lock) */
-	uint16_t reserved;
+	uint16_t ghost;    /* fingerprint of a key of this primary recently
+			    * evicted from the probationary log (see log.h);
+			    * a hint, written without the lock */
 	uint64_t slot[SHMC__BUCKET_SLOTS];
 };
 _Static_assert(sizeof(struct shmc__bucket) == 64, "one cache line");
@@ -76,6 +78,13 @@ struct shmc__keyref {
 
 void shmc__keyref_init(const struct shmc_cache *c, struct shmc__keyref *k, const void *key,
 		       size_t klen);
+
+/* A key's ghost fingerprint: hash bits that neither the bucket (low 32)
+ * nor the tag (top 16) uses, never 0 (= no ghost). */
+static inline uint16_t shmc__ghost_fp(const struct shmc__keyref *k)
+{
+	return (uint16_t)(k->hash >> 32) | 1u;
+}
 
 /* A located item. */
 struct shmc__found {

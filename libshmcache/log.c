@@ -88,13 +88,17 @@ void shmc__log_item_dead(shmc_cache *c, struct shmc__tctx *t, uint64_t off, uint
 
 void shmc__log_thread_done(shmc_cache *c, struct shmc__tctx *t)
 {
-	if (!t->chunk)
-		return;
-	shmc__chunk_seal(c, t, t->chunk - 1);
-	t->chunk = 0;
+	for (int log = 0; log < SHMC__NLOGS; log++) {
+		struct shmc__open_chunk *oc = &t->open[log];
+		if (!oc->chunk)
+			continue;
+		shmc__chunk_seal(c, t, oc->chunk - 1);
+		oc->chunk = 0;
+	}
 }
 
-static void chunk_take(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t now)
+static void chunk_take(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log, uint32_t k,
+		       uint64_t now)
 {
 	struct shmc__chunk *ch = &c->chunks[k];
 	ch->owner = t->slot_idx + 1;
@@ -102,86 +106,111 @@ static void chunk_take(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t
 	ch->used = 0;
 	ch->dead = 0;
 	ch->retire_gp = 0;
+	/* Atomic stores: emptiers and the sweeper read these fields of any
+	 * chunk without a lock. */
+	uatomic_set(&ch->expire_max, 0);
+	uatomic_set(&ch->expire_min, UINT64_MAX);
+	uatomic_set(&ch->log, (uint32_t)log);
+	uatomic_set(&ch->open_seq, ++c->hdr->chunk_seq);
 	uatomic_set(&ch->life, ch->life + 1);
 	SHMC__FAULT_POINT("chunk.take");
 	cmm_smp_wmb();
 	uatomic_set(&ch->state, SHMC__CHUNK_OPEN);
-	t->chunk = k + 1;
-	t->chunk_used = 0;
-	t->chunk_base_ms = now;
+	t->open[log] = (struct shmc__open_chunk){
+		.chunk = k + 1, .base_ms = now, .expire_min = UINT64_MAX};
 	c->hdr->alloc_rotor = k + 1;
 	if (c->hdr->free_hint)
 		c->hdr->free_hint--;
 }
 
-/* Under alloc_lock: take a FREE chunk, or a RETIRED one whose grace period
- * is over. *min_pending receives the smallest stamp still waiting. */
-static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, uint64_t now,
-			      uint64_t *min_pending)
+/* Under alloc_lock: RETIRED chunks whose grace period is over become FREE.
+ * *min_pending receives the smallest stamp still waiting (UINT64_MAX if
+ * none). Returns how many chunks are FREE now, which free_hint records. */
+static uint32_t recycle_locked(shmc_cache *c, uint64_t *min_pending)
 {
-	uint32_t n = c->geo.nchunks;
-	uint32_t rotor = uatomic_read(&c->hdr->alloc_rotor) % n;
-	bool any_retired = false;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t k = (rotor + i) % n;
-		uint32_t st = uatomic_read(&c->chunks[k].state);
-		if (st == SHMC__CHUNK_FREE) {
-			chunk_take(c, t, k, now);
-			return true;
-		}
-		any_retired |= st == SHMC__CHUNK_RETIRED;
-	}
+	uint32_t n = c->geo.nchunks, nfree = 0;
+	uint64_t oldest = 0;
+	bool oldest_known = false;
 	*min_pending = UINT64_MAX;
-	if (!any_retired)
-		return false;
-	uint64_t oldest = shmc__rcu_oldest_reader(c);
-	uint32_t found = n;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t k = (rotor + i) % n;
+	for (uint32_t k = 0; k < n; k++) {
 		struct shmc__chunk *ch = &c->chunks[k];
-		if (uatomic_read(&ch->state) != SHMC__CHUNK_RETIRED)
+		uint32_t st = uatomic_read(&ch->state);
+		if (st == SHMC__CHUNK_FREE) {
+			nfree++;
 			continue;
+		}
+		if (st != SHMC__CHUNK_RETIRED)
+			continue;
+		if (!oldest_known) {
+			oldest = shmc__rcu_oldest_reader(c);
+			oldest_known = true;
+		}
 		cmm_smp_rmb();
 		uint64_t stamp = uatomic_read(&ch->retire_gp);
 		if (stamp <= oldest) {
-			c->hdr->free_hint++;
-			if (found == n)
-				found = k;
-			else
-				uatomic_set(&ch->state, SHMC__CHUNK_FREE);
+			uatomic_set(&ch->state, SHMC__CHUNK_FREE);
+			nfree++;
 		} else if (stamp < *min_pending) {
 			*min_pending = stamp;
 		}
 	}
-	if (found == n)
-		return false;
-	chunk_take(c, t, found, now);
-	return true;
+	c->hdr->free_hint = nfree;
+	return nfree;
 }
 
-static uint32_t compact_watermark(const shmc_cache *c)
+uint32_t shmc__log_recycle(shmc_cache *c)
 {
-	uint32_t w = c->geo.nchunks / 32;
-	return w ? w : 1;
+	uint64_t min_pending;
+	alloc_lock(c);
+	uint32_t nfree = recycle_locked(c, &min_pending);
+	alloc_unlock(c);
+	return nfree;
 }
 
-static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
+/* Under alloc_lock: take a FREE chunk for log, recycling RETIRED ones whose
+ * grace period is over when there is none. *min_pending receives the
+ * smallest stamp still waiting. */
+static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
+			      uint64_t now, uint64_t *min_pending)
+{
+	uint32_t n = c->geo.nchunks;
+	uint32_t rotor = uatomic_read(&c->hdr->alloc_rotor) % n;
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t k = (rotor + i) % n;
+			if (uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_FREE) {
+				chunk_take(c, t, log, k, now);
+				return true;
+			}
+		}
+		if (pass == 0 && recycle_locked(c, min_pending) == 0)
+			return false;
+	}
+	return false;
+}
+
+static int chunk_open(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log, uint64_t now)
 {
 	/* Other writers may take the chunk we just freed; keep trying (evict,
 	 * wait for readers) until the deadline, not for a fixed count. */
 	uint64_t deadline = shmc__now_ms() + GRACE_WAIT_MS;
 	for (unsigned spin = 0; spin == 0 || shmc__now_ms() < deadline; spin++) {
-		uint64_t min_pending;
+		uint64_t min_pending = UINT64_MAX;
 		alloc_lock(c);
-		bool ok = chunk_find_locked(c, t, now, &min_pending);
+		bool ok = chunk_find_locked(c, t, log, now, &min_pending);
 		uint32_t free_left = c->hdr->free_hint;
 		alloc_unlock(c);
 		if (ok) {
-			/* Running low: move the live items of the emptiest sealed
-			 * chunk into this new one, so that it is freed (after a
-			 * grace period) before memory runs out. */
-			if (free_left < compact_watermark(c))
-				shmc__compact_into_open(c, t);
+			/* Running low: the sweeper makes room ahead of us; when
+			 * it falls behind (or none runs) this writer empties one
+			 * chunk itself, so that memory never runs out while
+			 * anything can be evicted. */
+			if (!t->making_room) {
+				if (free_left < shmc__free_low(c))
+					shmc__sweeper_wake(c);
+				if (free_left < shmc__free_critical(c))
+					shmc__evict_step(c, t);
+			}
 			return 0;
 		}
 		/* Nothing is waiting for a grace period: make room by evicting
@@ -206,21 +235,23 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, uint64_t now)
 					: " or awaits a reader's grace period");
 }
 
-int shmc__log_append_here(shmc_cache *c, struct shmc__tctx *t, const void *key, size_t klen,
-			  const void *val, size_t vlen, uint64_t expire_abs_ms, uint64_t *off)
+int shmc__log_append_here(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
+			  const void *key, size_t klen, const void *val, size_t vlen,
+			  uint64_t expire_abs_ms, uint64_t *off)
 {
+	struct shmc__open_chunk *oc = &t->open[log];
 	uint64_t bytes = SHMC__ITEM_HDR + (uint64_t)klen + vlen;
-	if (!t->chunk || t->chunk_used + bytes > c->geo.chunk_bytes)
+	if (!oc->chunk || oc->used + bytes > c->geo.chunk_bytes)
 		return SHMC_ENOSPC;
 	uint64_t rel = 0;
 	if (expire_abs_ms) {
 		/* Never 0 (= no expiry); never beyond u32. */
-		rel = expire_abs_ms > t->chunk_base_ms ? expire_abs_ms - t->chunk_base_ms : 1;
+		rel = expire_abs_ms > oc->base_ms ? expire_abs_ms - oc->base_ms : 1;
 		if (rel > UINT32_MAX)
 			return SHMC_ENOSPC;
 	}
-	uint32_t k = t->chunk - 1;
-	uint64_t o = ((uint64_t)k << c->geo.chunk_shift) + t->chunk_used;
+	uint32_t k = oc->chunk - 1;
+	uint64_t o = ((uint64_t)k << c->geo.chunk_shift) + oc->used;
 	struct shmc__item_hdr h = {.expire_rel = (uint32_t)rel,
 				   .vlen = (uint32_t)vlen,
 				   .klen = (uint16_t)klen,
@@ -231,16 +262,37 @@ int shmc__log_append_here(shmc_cache *c, struct shmc__tctx *t, const void *key, 
 	memcpy(p + SHMC__ITEM_HDR, key, klen);
 	if (vlen)
 		memcpy(p + SHMC__ITEM_HDR + klen, val, vlen);
-	t->chunk_used += bytes;
-	/* used covers the item before anyone can count it dead. */
-	uatomic_set(&c->chunks[k].used, t->chunk_used);
+	uint64_t expire = expire_abs_ms ? oc->base_ms + rel : UINT64_MAX;
+	if (expire > oc->expire_max) {
+		oc->expire_max = expire;
+		uatomic_set(&c->chunks[k].expire_max, expire);
+	}
+	if (expire_abs_ms && expire < oc->expire_min) {
+		oc->expire_min = expire;
+		uatomic_set(&c->chunks[k].expire_min, expire);
+	}
+	oc->used += bytes;
+	/* used covers the item (and expire_max its expiry) before anyone can
+	 * count it dead or find it. */
+	uatomic_set(&c->chunks[k].used, oc->used);
 	shmc__count(t, SHMC__CTR_bytes_written, bytes);
 	*off = o;
 	return 0;
 }
 
-int shmc__log_append(shmc_cache *c, struct shmc__tctx *t, const void *key, size_t klen,
-		     const void *val, size_t vlen, uint64_t expire_abs_ms, uint64_t *off)
+/* Seal the thread's open chunk of log, if any. */
+static void open_chunk_seal(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log)
+{
+	struct shmc__open_chunk *oc = &t->open[log];
+	if (oc->chunk) {
+		shmc__chunk_seal(c, t, oc->chunk - 1);
+		oc->chunk = 0;
+	}
+}
+
+int shmc__log_append(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
+		     const void *key, size_t klen, const void *val, size_t vlen,
+		     uint64_t expire_abs_ms, uint64_t *off)
 {
 	uint64_t bytes = SHMC__ITEM_HDR + (uint64_t)klen + vlen;
 	if (bytes > c->geo.chunk_bytes)
@@ -249,13 +301,28 @@ int shmc__log_append(shmc_cache *c, struct shmc__tctx *t, const void *key, size_
 	/* A fresh chunk may be filled by compaction before our item lands:
 	 * then open another, a bounded number of times. */
 	for (int attempt = 0;; attempt++) {
-		if (shmc__log_append_here(c, t, key, klen, val, vlen, expire_abs_ms, off) == 0)
+		if (shmc__log_append_here(c, t, log, key, klen, val, vlen, expire_abs_ms, off) == 0)
 			return 0;
-		shmc__log_thread_done(c, t);
+		open_chunk_seal(c, t, log);
 		if (attempt > 8)
 			return shmc__fail(c, SHMC_ENOSPC, "no chunk with room: memory is full of live items");
-		int rc = chunk_open(c, t, shmc__now_ms());
+		int rc = chunk_open(c, t, log, shmc__now_ms());
 		if (rc)
 			return rc;
 	}
+}
+
+int shmc__log_reserve(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
+		      uint64_t bytes)
+{
+	struct shmc__open_chunk *oc = &t->open[log];
+	if (oc->chunk && oc->used + bytes <= c->geo.chunk_bytes)
+		return 0;
+	open_chunk_seal(c, t, log);
+	bool outer = !t->making_room;
+	t->making_room = true;
+	int rc = chunk_open(c, t, log, shmc__now_ms());
+	if (outer)
+		t->making_room = false;
+	return rc;
 }

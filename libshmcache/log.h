@@ -14,6 +14,15 @@
  * Chunk life: FREE -> OPEN (allocated to a thread, under alloc_lock) ->
  * SEALED (owner is done appending) -> RETIRING -> RETIRED (every byte dead,
  * retire_gp stamped) -> FREE (allocator, after a grace period).
+ *
+ * Two logs share the chunks, as in S3-FIFO: new items enter the small
+ * probationary log; when its oldest chunk is emptied, only the items read
+ * since they were written move on to the main log, the rest are evicted
+ * (leaving a ghost fingerprint in their bucket, so that a key asked for
+ * again soon enters main directly). A one-pass scan thus flows through the
+ * small log without displacing the main log's working set. Main runs
+ * CLOCK: its oldest chunk's referenced items are copied forward with the
+ * bit cleared, the rest evicted. Each thread has one open chunk per log.
  */
 #ifndef SHMC_LOG_H
 #define SHMC_LOG_H
@@ -48,6 +57,9 @@ enum {
 	SHMC__CHUNK_RETIRED = 4,
 };
 
+/* Which log a chunk belongs to (chunk.log, set when it is opened). */
+enum shmc__log_class { SHMC__LOG_SMALL = 0, SHMC__LOG_MAIN = 1, SHMC__NLOGS = 2 };
+
 struct shmc__chunk {
 	uint32_t state;     /* SHMC__CHUNK_*; see transitions above */
 	uint32_t owner;     /* thread slot + 1 while OPEN (owner's identity) */
@@ -55,11 +67,22 @@ struct shmc__chunk {
 	uint64_t used;      /* bytes appended; owner stores after writing items */
 	uint64_t retire_gp; /* gp_ctr value whose grace period frees it */
 	uint64_t life;      /* +1 on every allocation: tells reuse apart */
-	uint64_t reserved[3];
+	uint64_t open_seq;  /* header chunk_seq when opened: age order */
+	/* Latest expiry of any item appended (UINT64_MAX if one never
+	 * expires); stored by the owner before the item's bytes count in
+	 * used, so every published item expires no later. */
+	uint64_t expire_max;
+	uint32_t log;       /* enum shmc__log_class */
+	uint32_t reserved;
 	/* On its own line: every writer that displaces an item adds here, and
 	 * that must not bounce the line the owner appends through. */
 	_Alignas(64) uint64_t dead; /* bytes of unlinked items; atomic add */
-	uint64_t reserved2[7];
+	/* Earliest expiry of any item appended (UINT64_MAX if none has a
+	 * TTL): the sweeper walks a chunk for expired items only once this
+	 * has passed. Owner stores it like expire_max; rarely lowered, so it
+	 * may share the dead line. */
+	uint64_t expire_min;
+	uint64_t reserved2[6];
 };
 _Static_assert(sizeof(struct shmc__chunk) == 128, "two cache lines");
 
@@ -87,14 +110,26 @@ struct shmc__tctx;
  * only reusable chunks need one, unless the thread is inside a read section.
  * The item is not reachable until the caller publishes *off in the index.
  * Returns 0, SHMC_ENOSPC or SHMC_ETOOBIG. */
-int shmc__log_append(struct shmc_cache *c, struct shmc__tctx *t, const void *key, size_t klen,
-		     const void *val, size_t vlen, uint64_t expire_abs_ms, uint64_t *off);
+int shmc__log_append(struct shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
+		     const void *key, size_t klen, const void *val, size_t vlen,
+		     uint64_t expire_abs_ms, uint64_t *off);
+
+/* Make sure the thread's open chunk of log has room for an item of bytes
+ * (sealing it and opening another if not), for a mover that will append
+ * under a bucket lock with shmc__log_append_here. Never compacts. Returns 0
+ * or SHMC_ENOSPC. */
+int shmc__log_reserve(struct shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
+		      uint64_t bytes);
 
 /* Append to the thread's open chunk only: SHMC_ENOSPC if it does not fit
  * there (no allocation, no waiting; for use under a bucket lock). */
-int shmc__log_append_here(struct shmc_cache *c, struct shmc__tctx *t, const void *key,
-			  size_t klen, const void *val, size_t vlen, uint64_t expire_abs_ms,
-			  uint64_t *off);
+int shmc__log_append_here(struct shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
+			  const void *key, size_t klen, const void *val, size_t vlen,
+			  uint64_t expire_abs_ms, uint64_t *off);
+
+/* Under alloc_lock: RETIRED chunks whose grace period is over become FREE;
+ * free_hint is recounted. Returns the number of FREE chunks. */
+uint32_t shmc__log_recycle(struct shmc_cache *c);
 
 /* The item of size bytes at data offset off is unreachable: account it dead
  * in its chunk, and retire the chunk if that was its last live byte. */
@@ -112,7 +147,7 @@ void shmc__chunk_try_retire(struct shmc_cache *c, struct shmc__tctx *t, uint32_t
 /* RETIRING -> RETIRED for a chunk an evictor emptied (sweeper.c). */
 void shmc__chunk_retire_evicted(struct shmc_cache *c, uint32_t k);
 
-/* Seal the thread's open chunk, if any. */
+/* Seal the thread's open chunks, if any. */
 void shmc__log_thread_done(struct shmc_cache *c, struct shmc__tctx *t);
 
 /* Read an item header. refbit is the one field other threads store to

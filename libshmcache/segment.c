@@ -49,6 +49,12 @@ uint64_t shmc__layout_signature(void)
 		F(struct shmc__header, alloc_lock),
 		F(struct shmc__header, alloc_rotor),
 		F(struct shmc__header, free_hint),
+		F(struct shmc__header, chunk_seq),
+		F(struct shmc__header, clock_ms),
+		F(struct shmc__header, role),
+		sizeof(struct shmc__role),
+		F(struct shmc__role, cursor),
+		SHMC__NROLES,
 		F(struct shmc__header, folded),
 		sizeof(pthread_mutex_t),
 		SHMC__NCOUNTERS,
@@ -60,6 +66,11 @@ uint64_t shmc__layout_signature(void)
 		F(struct shmc__item_hdr, refbit),
 		sizeof(struct shmc__chunk),
 		F(struct shmc__chunk, retire_gp),
+		F(struct shmc__chunk, open_seq),
+		F(struct shmc__chunk, expire_max),
+		F(struct shmc__chunk, expire_min),
+		F(struct shmc__chunk, log),
+		F(struct shmc__bucket, ghost),
 		sizeof(struct shmc__proc_slot),
 		F(struct shmc__proc_slot, readers_fence),
 		sizeof(struct shmc__thread_slot),
@@ -250,6 +261,8 @@ static int init_new(shmc_cache *c, const struct shmc_opts *o)
 	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
 	rc = pthread_mutex_init(&h->alloc_lock, &ma);
+	for (int r = 0; r < SHMC__NROLES && !rc; r++)
+		rc = pthread_mutex_init(&h->role[r].lease, &ma);
 	pthread_mutexattr_destroy(&ma);
 	if (rc)
 		return shmc__fail(c, -rc, "pthread_mutex_init: %s", strerror(rc));

@@ -34,7 +34,24 @@ enum {
  * released. Order is part of the layout signature. */
 #define SHMC__COUNTER_MAP(X)                                                     \
 	X(gets) X(misses) X(sets) X(deletes) X(incrs) X(expirations)     \
-	X(evictions) X(enospc) X(bytes_written) X(items_added) X(items_removed)
+	X(evictions) X(enospc) X(bytes_written) X(items_added) X(items_removed)  \
+	X(promotions)
+
+/* A background role's lease and its persisted state. Whoever holds the
+ * lease (a robust, process-shared mutex) runs the role; when the holder
+ * dies the kernel hands the mutex to a waiter with EOWNERDEAD, and the new
+ * holder resumes from the fields below. */
+enum { SHMC__ROLE_SWEEPER = 0, SHMC__NROLES = 1 };
+
+struct shmc__role {
+	pthread_mutex_t lease;
+	uint32_t holder_pid;   /* display only; 0 = nobody holds it */
+	uint32_t wake;         /* futex word: bumped to wake the holder early */
+	uint64_t handovers;    /* times taken from a dead holder */
+	uint64_t passes;       /* passes completed */
+	uint64_t cursor;       /* sweeper: where the expiry walk resumes */
+	uint64_t reserved[4];
+};
 
 enum shmc__counter {
 #define SHMC__COUNTER_ENUM_(n) SHMC__CTR_##n,
@@ -80,6 +97,18 @@ struct shmc__header {
 	_Alignas(64) pthread_mutex_t alloc_lock;
 	uint32_t alloc_rotor;
 	uint32_t free_hint; /* about how many chunks are FREE (a hint) */
+	uint64_t chunk_seq; /* chunks opened so far (under alloc_lock): ages */
+
+	/* Coarse clock: CLOCK_MONOTONIC_COARSE milliseconds, stored every
+	 * tick by the sweeper so that readers check expiry without a clock
+	 * call; 0 when no sweeper keeps it (readers then read the clock). It
+	 * only ever lags the real clock, so items expire late, never early.
+	 * Own line: written 1000 times a second, read by every GET of an
+	 * item with a TTL. */
+	_Alignas(64) uint64_t clock_ms;
+
+	/* Background roles: one lease each (see role.h). */
+	_Alignas(64) struct shmc__role role[SHMC__NROLES];
 
 	/* Counters of released thread slots (atomic adds by the releaser). */
 	_Alignas(64) uint64_t folded[SHMC__NCOUNTERS];

@@ -46,6 +46,11 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 	out->evictions = ctr[SHMC__CTR_evictions];
 	out->enospc = ctr[SHMC__CTR_enospc];
 	out->bytes_written = ctr[SHMC__CTR_bytes_written];
+	out->promotions = ctr[SHMC__CTR_promotions];
+	const struct shmc__role *sweeper = &c->hdr->role[SHMC__ROLE_SWEEPER];
+	out->sweeper_pid = uatomic_read(&sweeper->holder_pid);
+	out->sweeper_handovers = uatomic_read(&sweeper->handovers);
+	out->sweeper_passes = uatomic_read(&sweeper->passes);
 	uint64_t added = ctr[SHMC__CTR_items_added], removed = ctr[SHMC__CTR_items_removed];
 	out->items = added > removed ? added - removed : 0;
 
@@ -64,11 +69,13 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 			break;
 		case SHMC__CHUNK_OPEN:
 			out->chunks_open++;
+			out->chunks_probation += uatomic_read(&ch->log) == SHMC__LOG_SMALL;
 			out->bytes_free += c->geo.chunk_bytes - (used < c->geo.chunk_bytes ? used : c->geo.chunk_bytes);
 			out->bytes_live += used > dead ? used - dead : 0;
 			break;
 		case SHMC__CHUNK_SEALED:
 			out->chunks_sealed++;
+			out->chunks_probation += uatomic_read(&ch->log) == SHMC__LOG_SMALL;
 			out->bytes_live += used > dead ? used - dead : 0;
 			break;
 		default: /* retiring or retired: free after a grace period */

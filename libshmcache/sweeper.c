@@ -1,16 +1,26 @@
 /*
- * sweeper.c - making room, and the reaper pass.
+ * sweeper.c - making room, expiry, and the reaper pass.
  *
  * Memory comes back one chunk at a time: a chunk is emptied (each item the
  * index still points at is moved to the emptier's open chunk or unlinked),
  * retired, and reused after a grace period.
  *
- * Compaction: a writer that opens a chunk while free chunks run low empties
- * the sealed chunk with the fewest live bytes into it (greedy cleaning).
- * Direct reclaim: a writer that finds no free chunk at all has no room to
- * move anything, so it unlinks (evicts) the emptiest chunk's items. A
- * retirement whose claimant died is taken over by the next writer short of
- * memory, or by a reaper pass.
+ * One eviction step (shmc__evict_step) picks its victim in this order:
+ *  1. a sealed chunk whose every item has expired: unlink them all;
+ *  2. a sealed chunk at least half dead (overwritten or deleted items):
+ *     move every live item (compaction; nothing is lost while memory is
+ *     mostly garbage);
+ *  3. the oldest chunk of the small probationary log while that log holds
+ *     more than its share: read items are promoted to main, the rest
+ *     evicted with a ghost left behind;
+ *  4. the oldest chunk of the main log: CLOCK, read items copied forward
+ *     with the bit cleared, the rest evicted.
+ * The sweeper role runs steps ahead of time to keep free chunks above a
+ * low watermark; a writer that finds free chunks critically low runs one
+ * itself. A writer that finds no free chunk at all has no room to move
+ * anything and evicts the emptiest chunk outright (shmc__reclaim_direct).
+ * A retirement whose claimant died is taken over by the next writer short
+ * of memory, or by a reaper pass.
  */
 #include "sweeper.h"
 
@@ -21,11 +31,41 @@
 #include "rcu.h"
 #include "fault.h"
 
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include "atomic.h"
 
-static uint32_t pick_victim(shmc_cache *c)
+uint32_t shmc__free_low(const shmc_cache *c)
+{
+	uint32_t w = c->geo.nchunks / 32;
+	return w < 2 ? 2 : w;
+}
+
+uint32_t shmc__free_critical(const shmc_cache *c)
+{
+	uint32_t w = shmc__free_low(c) / 2;
+	return w ? w : 1;
+}
+
+/* The probationary log's share of the chunks (S3-FIFO's 10%). */
+static uint32_t small_target(const shmc_cache *c)
+{
+	uint32_t w = c->geo.nchunks / 10;
+	return w ? w : 1;
+}
+
+static uint64_t chunk_live(const struct shmc__chunk *ch)
+{
+	uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
+	return used > dead ? used - dead : 0;
+}
+
+/* The sealed chunk with the fewest live bytes, or UINT32_MAX. */
+static uint32_t pick_emptiest(shmc_cache *c)
 {
 	uint32_t best = UINT32_MAX;
 	uint64_t best_live = UINT64_MAX;
@@ -33,8 +73,7 @@ static uint32_t pick_victim(shmc_cache *c)
 		struct shmc__chunk *ch = &c->chunks[k];
 		if (uatomic_read(&ch->state) != SHMC__CHUNK_SEALED)
 			continue;
-		uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
-		uint64_t live = used > dead ? used - dead : 0;
+		uint64_t live = chunk_live(ch);
 		if (live < best_live) {
 			best_live = live;
 			best = k;
@@ -43,21 +82,31 @@ static uint32_t pick_victim(shmc_cache *c)
 	return best;
 }
 
-/* What happens to the reachable items of a chunk being emptied. */
+/* What happens to the reachable items of a chunk being emptied. Expired
+ * items are unlinked under every policy. */
 enum empty_policy {
-	EVICT_ALL,       /* no room to move anything: unlink every item */
-	KEEP_ALL,        /* move every item that fits in the caller's chunk */
-	KEEP_REFERENCED, /* CLOCK: move items read since they were written */
+	EVICT_ALL, /* no room to move anything (or all expired): unlink all */
+	KEEP_ALL,  /* compaction: move every item, keeping its CLOCK bit */
+	CLOCK,     /* move items read since written (bit cleared), evict the rest */
 };
 
-/* Move or unlink the item at data offset off (in chunk k, claimed by the
- * caller) if the index still points at it; expired items are unlinked.
- * Moving appends a copy (reference bit clear) to the caller's open chunk
- * and re-points the slot, under the key's bucket lock and inside a read
- * section (keys compared on the way may belong to recycled chunks).
- * Returns the item's size, or 0 when the walk must stop (corrupt chain). */
-static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t off,
-			   uint64_t end, enum empty_policy policy)
+/* Where a kept item of a chunk of log goes: read items of the
+ * probationary log graduate to main; unread ones (kept only by
+ * compaction) stay on probation. */
+static enum shmc__log_class keep_dest(uint32_t log, const struct shmc__item_hdr *h)
+{
+	return log == SHMC__LOG_SMALL && !h->refbit ? SHMC__LOG_SMALL : SHMC__LOG_MAIN;
+}
+
+/* Move or unlink the item at data offset off (in chunk k of log, claimed
+ * by the caller) if the index still points at it. Moving appends a copy to
+ * the caller's open chunk of the destination log (room reserved first,
+ * outside any lock) and re-points the slot, under the key's bucket lock
+ * and inside a read section (keys compared on the way may belong to
+ * recycled chunks). Returns the item's size, or 0 when the walk must stop
+ * (corrupt chain). */
+static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint32_t log,
+			   uint64_t off, uint64_t end, enum empty_policy policy)
 {
 	struct shmc__item_hdr h;
 	if (off + SHMC__ITEM_HDR > end)
@@ -67,6 +116,14 @@ static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint
 	if (h.klen == 0 || off + bytes > end)
 		return 0;
 	const unsigned char *key = c->data + off + SHMC__ITEM_HDR;
+	uint64_t expire = shmc__item_expiry(&c->chunks[k], &h);
+	uint64_t now = shmc__now_ms();
+	bool is_expired = expire && now >= expire;
+	bool keep = !is_expired && (policy == KEEP_ALL || (policy == CLOCK && h.refbit));
+	enum shmc__log_class dest = keep_dest(log, &h);
+	if (keep && shmc__log_reserve(c, t, dest, bytes) != 0)
+		keep = false;
+
 	struct shmc__keyref kr;
 	shmc__keyref_init(c, &kr, key, h.klen);
 	struct shmc__found f;
@@ -74,25 +131,36 @@ static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint
 	shmc__rcu_read_enter(c, t);
 	shmc__bucket_lock(c, t, kr.bucket);
 	if (shmc__index_find(c, &kr, &f) == 0 && shmc__entry_off(f.entry) == off) {
-		uint64_t expire = shmc__item_expiry(&c->chunks[k], &h), to;
-		bool keep = policy == KEEP_ALL || (policy == KEEP_REFERENCED && h.refbit);
-		if (expire && shmc__now_ms() >= expire)
+		uint64_t to;
+		if (is_expired)
 			fate = EXPIRED;
-		else if (keep &&
-			 shmc__log_append_here(c, t, key, h.klen, key + h.klen, h.vlen, expire, &to) == 0)
+		else if (keep && shmc__log_append_here(c, t, dest, key, h.klen, key + h.klen, h.vlen,
+						       expire, &to) == 0)
 			fate = MOVED;
 		else
 			fate = EVICTED;
-		if (fate == MOVED)
+		if (fate == MOVED) {
+			/* Compaction keeps the item's standing; CLOCK and
+			 * promotion give it a fresh start (bit clear, as
+			 * appended). Ours until published: a plain store. */
+			if (policy == KEEP_ALL && h.refbit && dest == log)
+				c->data[to + offsetof(struct shmc__item_hdr, refbit)] = 1;
 			shmc__index_replace_locked(c, &kr, &f, to);
-		else
+		} else {
 			shmc__index_remove_locked(c, &kr, &f);
+		}
+		/* Evicted from probation: remember the key, so that if it is
+		 * asked for again soon it enters main directly. */
+		if (fate == EVICTED && log == SHMC__LOG_SMALL)
+			CMM_STORE_SHARED(c->buckets[kr.bucket].ghost, shmc__ghost_fp(&kr));
 	}
 	shmc__bucket_unlock(c, t, kr.bucket);
 	shmc__rcu_read_exit(c, t);
 	if (fate == EVICTED || fate == EXPIRED) {
 		shmc__count(t, fate == EVICTED ? SHMC__CTR_evictions : SHMC__CTR_expirations, 1);
 		shmc__count(t, SHMC__CTR_items_removed, 1);
+	} else if (fate == MOVED && log == SHMC__LOG_SMALL && dest == SHMC__LOG_MAIN) {
+		shmc__count(t, SHMC__CTR_promotions, 1);
 	}
 	return bytes;
 }
@@ -105,32 +173,87 @@ static void empty_chunk(shmc_cache *c, struct shmc__tctx *t, uint32_t k, enum em
 {
 	uint64_t base = (uint64_t)k << c->geo.chunk_shift;
 	uint64_t used = uatomic_read(&c->chunks[k].used);
+	uint32_t log = uatomic_read(&c->chunks[k].log);
 	if (used > c->geo.chunk_bytes)
 		used = c->geo.chunk_bytes;
 	uint64_t end = base + used;
+	bool outer = !t->making_room;
+	t->making_room = true;
 	for (uint64_t off = base; off < end;) {
-		uint64_t bytes = empty_item(c, t, k, off, end, policy);
+		uint64_t bytes = empty_item(c, t, k, log, off, end, policy);
 		if (!bytes)
 			break;
 		off += bytes;
 		SHMC__FAULT_POINT("evict.item");
 	}
+	if (outer)
+		t->making_room = false;
 	shmc__chunk_retire_evicted(c, k);
 }
 
-void shmc__compact_into_open(shmc_cache *c, struct shmc__tctx *t)
+/* The victim of the next eviction step and what to do with it. */
+struct victim {
+	uint32_t chunk;
+	enum empty_policy policy;
+};
+
+static bool choose_victim(shmc_cache *c, uint64_t now, struct victim *v)
 {
-	uint32_t k = pick_victim(c);
-	if (k == UINT32_MAX)
-		return;
-	struct shmc__chunk *ch = &c->chunks[k];
-	if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, shmc__retiring_word(t->lock_id)) !=
-	    SHMC__CHUNK_SEALED)
-		return;
-	SHMC__FAULT_POINT("compact.claimed");
-	/* Mostly garbage: keep everything. Mostly live: let CLOCK choose. */
-	uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
-	empty_chunk(c, t, k, dead * 2 >= used ? KEEP_ALL : KEEP_REFERENCED);
+	uint32_t garbage = UINT32_MAX, oldest[SHMC__NLOGS] = {UINT32_MAX, UINT32_MAX};
+	uint64_t most_dead = 0, oldest_seq[SHMC__NLOGS] = {UINT64_MAX, UINT64_MAX};
+	uint32_t small_chunks = 0;
+	for (uint32_t k = 0; k < c->geo.nchunks; k++) {
+		struct shmc__chunk *ch = &c->chunks[k];
+		uint32_t st = uatomic_read(&ch->state);
+		if (st != SHMC__CHUNK_SEALED && st != SHMC__CHUNK_OPEN)
+			continue;
+		uint32_t log = uatomic_read(&ch->log) == SHMC__LOG_SMALL ? SHMC__LOG_SMALL : SHMC__LOG_MAIN;
+		small_chunks += log == SHMC__LOG_SMALL;
+		if (st != SHMC__CHUNK_SEALED)
+			continue;
+		if (uatomic_read(&ch->expire_max) <= now) {
+			*v = (struct victim){k, EVICT_ALL};
+			return true;
+		}
+		uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
+		if (dead * 2 >= used && dead > most_dead) {
+			most_dead = dead;
+			garbage = k;
+		}
+		uint64_t seq = uatomic_read(&ch->open_seq);
+		if (seq < oldest_seq[log]) {
+			oldest_seq[log] = seq;
+			oldest[log] = k;
+		}
+	}
+	if (garbage != UINT32_MAX)
+		*v = (struct victim){garbage, KEEP_ALL};
+	else if (oldest[SHMC__LOG_SMALL] != UINT32_MAX &&
+		 (small_chunks > small_target(c) || oldest[SHMC__LOG_MAIN] == UINT32_MAX))
+		*v = (struct victim){oldest[SHMC__LOG_SMALL], CLOCK};
+	else if (oldest[SHMC__LOG_MAIN] != UINT32_MAX)
+		*v = (struct victim){oldest[SHMC__LOG_MAIN], CLOCK};
+	else
+		return false;
+	return true;
+}
+
+bool shmc__evict_step(shmc_cache *c, struct shmc__tctx *t)
+{
+	for (int tries = 0; tries < 4; tries++) {
+		struct victim v;
+		if (!choose_victim(c, shmc__now_ms(), &v))
+			return false;
+		struct shmc__chunk *ch = &c->chunks[v.chunk];
+		/* Claim it: only one emptier per chunk. */
+		if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, shmc__retiring_word(t->lock_id)) !=
+		    SHMC__CHUNK_SEALED)
+			continue;
+		SHMC__FAULT_POINT("compact.claimed");
+		empty_chunk(c, t, v.chunk, v.policy);
+		return true;
+	}
+	return false;
 }
 
 /* Take over a retirement whose claimant died mid-way (an evictor or
@@ -144,7 +267,7 @@ static bool take_over_orphan(shmc_cache *c, struct shmc__tctx *t, uint32_t k)
 		return false;
 	if (uatomic_cmpxchg(&ch->state, w, shmc__retiring_word(t->lock_id)) != w)
 		return false;
-	empty_chunk(c, t, k, KEEP_REFERENCED);
+	empty_chunk(c, t, k, CLOCK);
 	return true;
 }
 
@@ -162,7 +285,7 @@ bool shmc__reclaim_direct(shmc_cache *c, struct shmc__tctx *t)
 	if (finish_retirements(c, t))
 		return true;
 	for (int tries = 0; tries < 4; tries++) {
-		uint32_t k = pick_victim(c);
+		uint32_t k = pick_emptiest(c);
 		if (k == UINT32_MAX)
 			return false;
 		struct shmc__chunk *ch = &c->chunks[k];
@@ -270,4 +393,138 @@ int shmc__reap_pass(shmc_cache *c, struct shmc__tctx *t, struct shmc__reap_resul
 	out->retirements_finished = finish_retirements(c, t);
 	out->leaked_bytes_recovered = audit_sealed(c, t);
 	return 0;
+}
+
+/* ------------------------------------------------------ the sweeper role */
+
+#define SWEEP_TICK_MS 1    /* clock refresh and watermark check period */
+#define SWEEP_MAINT_MS 100 /* reaping and expiry walk period */
+#define EXPIRY_SWEEP_S 10  /* the expiry walk covers every chunk this often */
+
+/* Unlink the expired items of chunk k that the index still points at, and
+ * count them dead. Inside a read section, so the chunk is not recycled
+ * under the walk even if an emptier claims it meanwhile. */
+static void expire_chunk_items(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint64_t now)
+{
+	struct shmc__chunk *ch = &c->chunks[k];
+	shmc__rcu_read_enter(c, t);
+	if (uatomic_read(&ch->state) != SHMC__CHUNK_SEALED) {
+		shmc__rcu_read_exit(c, t);
+		return;
+	}
+	uint64_t base = (uint64_t)k << c->geo.chunk_shift;
+	uint64_t used = uatomic_read(&ch->used);
+	uint64_t end = base + (used < c->geo.chunk_bytes ? used : c->geo.chunk_bytes);
+	for (uint64_t off = base; off + SHMC__ITEM_HDR <= end;) {
+		struct shmc__item_hdr h;
+		shmc__item_hdr_read(c->data + off, &h);
+		uint64_t bytes = SHMC__ITEM_HDR + (uint64_t)h.klen + h.vlen;
+		if (h.klen == 0 || off + bytes > end)
+			break;
+		uint64_t expire = shmc__item_expiry(ch, &h);
+		if (expire && now >= expire) {
+			struct shmc__keyref kr;
+			struct shmc__found f;
+			bool unlinked = false;
+			shmc__keyref_init(c, &kr, c->data + off + SHMC__ITEM_HDR, h.klen);
+			shmc__bucket_lock(c, t, kr.bucket);
+			if (shmc__index_find(c, &kr, &f) == 0 && shmc__entry_off(f.entry) == off) {
+				shmc__index_remove_locked(c, &kr, &f);
+				unlinked = true;
+			}
+			shmc__bucket_unlock(c, t, kr.bucket);
+			if (unlinked) {
+				shmc__log_item_dead(c, t, off, bytes);
+				shmc__count(t, SHMC__CTR_expirations, 1);
+				shmc__count(t, SHMC__CTR_items_removed, 1);
+			}
+		}
+		off += bytes;
+	}
+	shmc__rcu_read_exit(c, t);
+}
+
+/* Walk a share of the chunks that hold expired items, resuming where the
+ * last holder of the role stopped. */
+static void expiry_walk(shmc_cache *c, struct shmc__tctx *t, struct shmc__role *r, uint64_t now)
+{
+	uint32_t n = c->geo.nchunks;
+	uint32_t budget = n / (EXPIRY_SWEEP_S * 1000 / SWEEP_MAINT_MS);
+	if (!budget)
+		budget = 1;
+	uint32_t k = (uint32_t)(uatomic_read(&r->cursor) % n);
+	for (uint32_t seen = 0; seen < n && budget; seen++, k = (k + 1) % n) {
+		struct shmc__chunk *ch = &c->chunks[k];
+		if (uatomic_read(&ch->state) != SHMC__CHUNK_SEALED ||
+		    uatomic_read(&ch->expire_min) > now)
+			continue;
+		expire_chunk_items(c, t, k, now);
+		budget--;
+	}
+	uatomic_set(&r->cursor, k);
+}
+
+static bool dead_procs_exist(shmc_cache *c)
+{
+	for (uint32_t p = 0; p < c->geo.max_procs; p++)
+		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE && !shmc__proc_alive(c, p))
+			return true;
+	return false;
+}
+
+/* Keep FREE (or soon free) chunks at the low watermark, then let the grace
+ * period turn RETIRED ones FREE, so writers rarely wait. */
+static void make_room(shmc_cache *c, struct shmc__tctx *t, const bool *stop)
+{
+	uint32_t low = shmc__free_low(c);
+	bool any_retired = false;
+	for (uint32_t round = 0; round < c->geo.nchunks && !__atomic_load_n(stop, __ATOMIC_ACQUIRE);
+	     round++) {
+		uint32_t avail = 0;
+		any_retired = false;
+		for (uint32_t k = 0; k < c->geo.nchunks; k++) {
+			uint32_t st = uatomic_read(&c->chunks[k].state);
+			avail += st == SHMC__CHUNK_FREE || st == SHMC__CHUNK_RETIRED;
+			any_retired |= st == SHMC__CHUNK_RETIRED;
+		}
+		if (avail >= low || !shmc__evict_step(c, t))
+			break;
+		any_retired = true;
+	}
+	if (any_retired)
+		shmc__log_recycle(c);
+}
+
+void shmc__sweeper_wake(shmc_cache *c)
+{
+	struct shmc__role *r = &c->hdr->role[SHMC__ROLE_SWEEPER];
+	uatomic_inc(&r->wake);
+	syscall(SYS_futex, &r->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+void shmc__sweeper_run(shmc_cache *c, struct shmc__tctx *t, const bool *stop)
+{
+	struct shmc__role *r = &c->hdr->role[SHMC__ROLE_SWEEPER];
+	uint64_t next_maint = 0;
+	while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+		uint32_t seen = uatomic_read(&r->wake);
+		uint64_t now = shmc__now_ms();
+		uatomic_set(&c->hdr->clock_ms, now);
+		make_room(c, t, stop);
+		if (now >= next_maint) {
+			if (dead_procs_exist(c)) {
+				struct shmc__reap_result rr;
+				shmc__reap_pass(c, t, &rr);
+			}
+			expiry_walk(c, t, r, now);
+			uatomic_inc(&r->passes);
+			next_maint = now + SWEEP_MAINT_MS;
+		}
+		/* Sleep a tick, or until a writer short of chunks wakes us.
+		 * Not private: the word is shared with other processes. */
+		struct timespec tick = {0, SWEEP_TICK_MS * 1000000L};
+		syscall(SYS_futex, &r->wake, FUTEX_WAIT, seen, &tick, NULL, 0);
+	}
+	/* Readers fall back to the real clock until the next holder runs. */
+	uatomic_set(&c->hdr->clock_ms, 0);
 }

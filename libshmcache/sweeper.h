@@ -1,7 +1,6 @@
 /*
- * sweeper.h - making room (compaction, direct reclaim) and the reaper pass,
- * run today by the writers that need them; the background sweeper role will
- * run the same code ahead of time.
+ * sweeper.h - making room (eviction steps, direct reclaim), expiry, the
+ * reaper pass, and the sweeper role that runs them ahead of the writers.
  */
 #ifndef SHMC_SWEEPER_H
 #define SHMC_SWEEPER_H
@@ -18,13 +17,26 @@ struct shmc__tctx;
  * retire it. Returns false if there was nothing to take. */
 bool shmc__reclaim_direct(struct shmc_cache *c, struct shmc__tctx *t);
 
-/* Compaction, run by a writer that just opened a chunk while free chunks
- * are running low: the sealed chunk with the fewest live bytes is emptied
- * into the writer's new chunk. When that chunk is at least half dead every
- * live item moves (nothing is lost while memory is mostly garbage);
- * otherwise CLOCK decides: referenced items move with their bit cleared,
- * the rest are evicted. Either way the chunk is then retired. */
-void shmc__compact_into_open(struct shmc_cache *c, struct shmc__tctx *t);
+/* One eviction step: choose a victim chunk (wholly expired, else mostly
+ * dead, else the probationary log's oldest while it is over its share,
+ * else the main log's oldest), move what it keeps into the caller's open
+ * chunks, unlink the rest, retire it. Returns false if nothing could be
+ * claimed. The caller must not be inside a read section. */
+bool shmc__evict_step(struct shmc_cache *c, struct shmc__tctx *t);
+
+/* Free chunks the sweeper keeps available, and the level below which a
+ * writer makes room itself (the sweeper is behind, or none runs). */
+uint32_t shmc__free_low(const struct shmc_cache *c);
+uint32_t shmc__free_critical(const struct shmc_cache *c);
+
+/* Wake the sweeper role's holder before its next tick. */
+void shmc__sweeper_wake(struct shmc_cache *c);
+
+/* The sweeper role, run by the lease holder's thread until *stop: every
+ * tick it refreshes the header clock and keeps free chunks at the low
+ * watermark; every 100 ms it reaps dead processes and walks a share of the
+ * chunks for expired items. Clears the header clock on return. */
+void shmc__sweeper_run(struct shmc_cache *c, struct shmc__tctx *t, const bool *stop);
 
 /* What one reaper pass did. */
 struct shmc__reap_result {

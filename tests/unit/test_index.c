@@ -53,7 +53,7 @@ static uint64_t append(shmc_cache *c, const char *key, const char *val)
 	uint64_t off = UINT64_MAX;
 
 	assert_int_equal(
-		shmc__log_append(c, tctx_of(c), key, strlen(key), val, strlen(val), 0, &off), 0);
+		shmc__log_append(c, tctx_of(c), SHMC__LOG_SMALL, key, strlen(key), val, strlen(val), 0, &off), 0);
 	return off;
 }
 

@@ -60,7 +60,7 @@ static int append_item(shmc_cache *c, struct shmc__tctx *t, unsigned i, uint64_t
 	char key[16];
 
 	snprintf(key, sizeof key, "k-%05u", i % 100000u);
-	return shmc__log_append(c, t, key, KEY_LEN, value_buf, VAL_LEN, 0, off);
+	return shmc__log_append(c, t, SHMC__LOG_SMALL, key, KEY_LEN, value_buf, VAL_LEN, 0, off);
 }
 
 /* --------------------------------------------------------------- appends */
@@ -71,17 +71,17 @@ static void test_log_append_advances_used(void **state)
 	struct shmc__tctx *t = tctx_of(c);
 	uint64_t off1, off2;
 
-	assert_int_equal(shmc__log_append(c, t, "a", 1, "xyz", 3, 0, &off1), 0);
-	uint32_t k = t->chunk - 1;
+	assert_int_equal(shmc__log_append(c, t, SHMC__LOG_SMALL, "a", 1, "xyz", 3, 0, &off1), 0);
+	uint32_t k = t->open[SHMC__LOG_SMALL].chunk - 1;
 	assert_true(off1 == (uint64_t)k << c->geo.chunk_shift);
 	assert_true(c->chunks[k].used == SHMC__ITEM_HDR + 4);
 	assert_int_equal(c->chunks[k].state, SHMC__CHUNK_OPEN);
 	assert_int_equal(c->chunks[k].owner, t->slot_idx + 1);
-	assert_int_equal(shmc__log_append(c, t, "bb", 2, "0123456789", 10, 0, &off2), 0);
-	assert_int_equal(t->chunk - 1, k);
+	assert_int_equal(shmc__log_append(c, t, SHMC__LOG_SMALL, "bb", 2, "0123456789", 10, 0, &off2), 0);
+	assert_int_equal(t->open[SHMC__LOG_SMALL].chunk - 1, k);
 	assert_true(off2 == off1 + SHMC__ITEM_HDR + 4);
 	assert_true(c->chunks[k].used == 2 * SHMC__ITEM_HDR + 4 + 12);
-	assert_true(t->chunk_used == c->chunks[k].used);
+	assert_true(t->open[SHMC__LOG_SMALL].used == c->chunks[k].used);
 }
 
 static void test_log_append_writes_item_bytes(void **state)
@@ -91,7 +91,7 @@ static void test_log_append_writes_item_bytes(void **state)
 	struct shmc__item_hdr h;
 	uint64_t off;
 
-	assert_int_equal(shmc__log_append(c, t, "key", 3, "value", 5, 0, &off), 0);
+	assert_int_equal(shmc__log_append(c, t, SHMC__LOG_SMALL, "key", 3, "value", 5, 0, &off), 0);
 	memcpy(&h, c->data + off, sizeof h);
 	assert_int_equal(h.klen, 3);
 	assert_int_equal(h.vlen, 5);
@@ -109,12 +109,12 @@ static void test_log_append_full_chunk_opens_next(void **state)
 
 	for (unsigned i = 0; i < ITEMS_PER_CHUNK; i++)
 		assert_int_equal(append_item(c, t, i, &off), 0);
-	uint32_t first = t->chunk - 1;
+	uint32_t first = t->open[SHMC__LOG_SMALL].chunk - 1;
 	assert_true(c->chunks[first].used == CHUNK_BYTES);
 	assert_int_equal(append_item(c, t, 99, &off), 0);
-	assert_int_not_equal(t->chunk - 1, first);
+	assert_int_not_equal(t->open[SHMC__LOG_SMALL].chunk - 1, first);
 	assert_int_equal(c->chunks[first].state, SHMC__CHUNK_SEALED);
-	assert_true(off == (uint64_t)(t->chunk - 1) << c->geo.chunk_shift);
+	assert_true(off == (uint64_t)(t->open[SHMC__LOG_SMALL].chunk - 1) << c->geo.chunk_shift);
 }
 
 static void test_log_append_item_larger_than_chunk_etoobig(void **state)
@@ -126,7 +126,7 @@ static void test_log_append_item_larger_than_chunk_etoobig(void **state)
 	uint64_t off;
 
 	assert_non_null(val);
-	assert_int_equal(shmc__log_append(c, t, "kkkk", 4, val, vlen, 0, &off), SHMC_ETOOBIG);
+	assert_int_equal(shmc__log_append(c, t, SHMC__LOG_SMALL, "kkkk", 4, val, vlen, 0, &off), SHMC_ETOOBIG);
 	free(val);
 }
 
@@ -139,8 +139,8 @@ static void test_log_append_item_filling_chunk_fits(void **state)
 	uint64_t off;
 
 	assert_non_null(val);
-	assert_int_equal(shmc__log_append(c, t, "kkkk", 4, val, vlen, 0, &off), 0);
-	assert_true(c->chunks[t->chunk - 1].used == CHUNK_BYTES);
+	assert_int_equal(shmc__log_append(c, t, SHMC__LOG_SMALL, "kkkk", 4, val, vlen, 0, &off), 0);
+	assert_true(c->chunks[t->open[SHMC__LOG_SMALL].chunk - 1].used == CHUNK_BYTES);
 	free(val);
 }
 
@@ -165,7 +165,7 @@ static void test_log_seal_all_dead_chunk_retires(void **state)
 
 	assert_int_equal(append_item(c, t, 1, &off1), 0);
 	assert_int_equal(append_item(c, t, 2, &off2), 0);
-	uint32_t k = t->chunk - 1;
+	uint32_t k = t->open[SHMC__LOG_SMALL].chunk - 1;
 	shmc__log_item_dead(c, t, off1, ITEM_BYTES);
 	shmc__log_item_dead(c, t, off2, ITEM_BYTES);
 	assert_int_equal(c->chunks[k].state, SHMC__CHUNK_OPEN); /* open: not yet */
@@ -183,9 +183,9 @@ static void test_log_last_item_dead_after_seal_retires(void **state)
 
 	assert_int_equal(append_item(c, t, 1, &off1), 0);
 	assert_int_equal(append_item(c, t, 2, &off2), 0);
-	uint32_t k = t->chunk - 1;
+	uint32_t k = t->open[SHMC__LOG_SMALL].chunk - 1;
 	shmc__chunk_seal(c, t, k);
-	t->chunk = 0; /* the chunk is no longer this thread's */
+	t->open[SHMC__LOG_SMALL].chunk = 0; /* the chunk is no longer this thread's */
 	assert_int_equal(c->chunks[k].state, SHMC__CHUNK_SEALED);
 	shmc__log_item_dead(c, t, off1, ITEM_BYTES);
 	assert_int_equal(c->chunks[k].state, SHMC__CHUNK_SEALED);
@@ -203,7 +203,7 @@ static void test_log_seal_with_live_items_stays_sealed(void **state)
 
 	assert_int_equal(append_item(c, t, 1, &off1), 0);
 	assert_int_equal(append_item(c, t, 2, &off2), 0);
-	uint32_t k = t->chunk - 1;
+	uint32_t k = t->open[SHMC__LOG_SMALL].chunk - 1;
 	shmc__log_item_dead(c, t, off1, ITEM_BYTES);
 	shmc__log_thread_done(c, t);
 	assert_int_equal(c->chunks[k].state, SHMC__CHUNK_SEALED);
@@ -271,7 +271,7 @@ static uint32_t fill_but_one_retired(shmc_cache *c, struct shmc__tctx *t, struct
 
 	for (unsigned i = 0; i < ITEMS_PER_CHUNK; i++)
 		assert_int_equal(append_item(c, t, item++, &offs[i]), 0);
-	uint32_t retired = t->chunk - 1;
+	uint32_t retired = t->open[SHMC__LOG_SMALL].chunk - 1;
 	for (unsigned i = 0; i < ITEMS_PER_CHUNK; i++)
 		shmc__log_item_dead(c, t, offs[i], ITEM_BYTES);
 	/* The next append seals (and so retires) it and opens another. */
@@ -286,7 +286,7 @@ static uint32_t fill_but_one_retired(shmc_cache *c, struct shmc__tctx *t, struct
 		if (k != retired && c->chunks[k].state != SHMC__CHUNK_OPEN &&
 		    c->chunks[k].state != SHMC__CHUNK_SEALED)
 			fail_msg("chunk %u in state %u", k, c->chunks[k].state);
-	assert_true(t->chunk_used == CHUNK_BYTES);
+	assert_true(t->open[SHMC__LOG_SMALL].used == CHUNK_BYTES);
 	return retired;
 }
 
@@ -316,7 +316,7 @@ static void test_log_retired_chunk_reused_after_reader_leaves(void **state)
 	uint32_t retired = fill_but_one_retired(c, t, NULL);
 	reader_stop(&r);
 	assert_int_equal(append_item(c, t, 1000, &off), 0);
-	assert_int_equal(t->chunk - 1, retired);
+	assert_int_equal(t->open[SHMC__LOG_SMALL].chunk - 1, retired);
 	assert_int_equal(c->chunks[retired].state, SHMC__CHUNK_OPEN);
 	assert_true(off == (uint64_t)retired << c->geo.chunk_shift);
 }
@@ -337,7 +337,7 @@ static void test_log_allocation_waits_for_reader_then_succeeds(void **state)
 	uint64_t waited = tu_now_ms() - t0;
 	assert_int_equal(pthread_join(r.thread, NULL), 0);
 	assert_int_equal(rc, 0);
-	assert_int_equal(t->chunk - 1, retired);
+	assert_int_equal(t->open[SHMC__LOG_SMALL].chunk - 1, retired);
 	assert_true(waited >= 200);
 }
 
@@ -377,7 +377,7 @@ static void test_log_reader_entered_after_retirement_does_not_block_reuse(void *
 		fail_msg("reader word %llu >= retire stamp %llu, yet allocation got %s",
 			 (unsigned long long)r.ctr,
 			 (unsigned long long)c->chunks[retired].retire_gp, shmc_errname(rc));
-	assert_int_equal(t->chunk - 1, retired);
+	assert_int_equal(t->open[SHMC__LOG_SMALL].chunk - 1, retired);
 }
 
 /* ---------------------------------------------------------------- expiry */
@@ -461,14 +461,14 @@ static void test_log_expiry_beyond_chunk_range_opens_fresh_chunk(void **state)
 	struct shmc__tctx *t = tctx_of(c);
 	uint64_t off1, off2, now = shmc__now_ms();
 
-	assert_int_equal(shmc__log_append(c, t, "a", 1, "v", 1, 0, &off1), 0);
-	uint32_t k1 = t->chunk - 1;
+	assert_int_equal(shmc__log_append(c, t, SHMC__LOG_SMALL, "a", 1, "v", 1, 0, &off1), 0);
+	uint32_t k1 = t->open[SHMC__LOG_SMALL].chunk - 1;
 	/* Pretend the chunk was opened 100 s ago. */
-	t->chunk_base_ms -= 100000;
+	t->open[SHMC__LOG_SMALL].base_ms -= 100000;
 	c->chunks[k1].base_ms -= 100000;
 	uint64_t expire = now + UINT32_MAX - 50000;
-	assert_int_equal(shmc__log_append(c, t, "b", 1, "v", 1, expire, &off2), 0);
-	uint32_t k2 = t->chunk - 1;
+	assert_int_equal(shmc__log_append(c, t, SHMC__LOG_SMALL, "b", 1, "v", 1, expire, &off2), 0);
+	uint32_t k2 = t->open[SHMC__LOG_SMALL].chunk - 1;
 	assert_int_not_equal(k2, k1);
 	struct shmc__item_hdr h;
 	memcpy(&h, c->data + off2, sizeof h);

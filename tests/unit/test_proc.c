@@ -183,11 +183,11 @@ static int worker_child(unsigned index, void *arg)
 		(void)shmc_get(c, key, klen, buf, sizeof buf, &vlen);
 	}
 	struct shmc__tctx *t = uu_tctx(c);
-	if (t == NULL || t->chunk == 0)
+	if (t == NULL || t->open[SHMC__LOG_SMALL].chunk == 0)
 		return 1;
 	ci->proc_idx = c->proc_idx;
 	ci->slot_idx = t->slot_idx;
-	ci->chunk = t->chunk - 1;
+	ci->chunk = t->open[SHMC__LOG_SMALL].chunk - 1;
 	ci->lock_id = t->lock_id;
 	memcpy(ci->counters, t->slot->counters, sizeof ci->counters);
 	if (ci->lock_bucket) {
@@ -573,7 +573,12 @@ static void test_proc_max_procs_dead_child_slot_reused(void **state)
 	for (unsigned i = 0; i < FEW_PROCS - 1; i++)
 		ci[i] = child_start(state, 0, &pids[i]);
 	assert_int_equal(uu_kill_child(pids[0]), 0);
-	int rc = shmc_open(fixture_of(state)->name, NULL, 0, &extra);
+	/* No sweeper: its thread would claim the released thread slot. */
+	shmc_opts *o;
+	assert_int_equal(shmc_opts_create(&o), 0);
+	assert_int_equal(shmc_opts_set_sweeper(o, 0), 0);
+	int rc = shmc_open(fixture_of(state)->name, o, 0, &extra);
+	shmc_opts_destroy(o);
 	uint32_t idx = rc == 0 ? extra->proc_idx : UINT32_MAX;
 	for (unsigned i = 1; i < FEW_PROCS - 1; i++)
 		assert_int_equal(uu_kill_child(pids[i]), 0);
