@@ -28,20 +28,7 @@
 #include <time.h>
 #include "atomic.h"
 
-/* Coarse clock resolution, added to every expiry so that an item never
- * expires before ttl_ms has passed in real time. */
-static uint64_t expiry_slack_ms(void)
-{
-	static uint64_t slack;
-	if (!slack) {
-		struct timespec res;
-		uint64_t ms = 1;
-		if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
-			ms = (uint64_t)res.tv_sec * 1000 + ((uint64_t)res.tv_nsec + 999999) / 1000000;
-		slack = ms ? ms : 1;
-	}
-	return slack;
-}
+#define MAX_TTL_MS (UINT32_MAX - 1000u)
 
 /* ttl_ms spread uniformly over +- pct percent, so that keys written
  * together do not all expire together. A per-thread xorshift: no shared
@@ -62,22 +49,26 @@ static uint32_t jitter(uint32_t ttl_ms, uint32_t pct)
 }
 
 /* Absolute expiry of an item written now with ttl_ms (0 = the default).
- * Writers read the real clock, and so keep the header clock honest. */
+ * The precise clock, rounded up: readers compare against clocks that only
+ * ever lag it (the header clock, the coarse clock), so an item never
+ * expires before ttl_ms has passed, and is late by at most their lag.
+ * Writers also keep the header clock honest. */
 static uint64_t default_expiry(shmc_cache *c, uint32_t ttl_ms)
 {
 	if (!ttl_ms)
 		ttl_ms = c->geo.default_ttl_ms;
-	uint64_t now = shmc__now_ms();
-	shmc__clock_check(c, now);
+	shmc__clock_check(c, shmc__now_ms());
 	if (!ttl_ms)
 		return 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000;
 	if (c->geo.ttl_jitter_pct)
 		ttl_ms = jitter(ttl_ms, c->geo.ttl_jitter_pct);
-	/* Items store expiry in 32 bits relative to their chunk's base, which
-	 * is never older than now: the longest TTL (2^32-1 ms) is capped so
-	 * that its slack still fits. */
-	uint64_t add = (uint64_t)ttl_ms + expiry_slack_ms();
-	return now + (add > UINT32_MAX ? UINT32_MAX : add);
+	/* Items store expiry in 32 bits relative to their chunk's base; a
+	 * fresh chunk's base is the coarse clock, a tick behind now at most:
+	 * the longest TTLs (near 2^32 ms, 49 days) are capped so they fit. */
+	return now + (ttl_ms > MAX_TTL_MS ? MAX_TTL_MS : ttl_ms);
 }
 
 static inline bool expired(const shmc_cache *c, const struct shmc__found *f, uint64_t *now)

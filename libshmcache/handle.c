@@ -220,6 +220,11 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 	c->flags = flags;
 	c->fork_gen = shmc__fork_gen;
 	pthread_mutex_init(&c->lock, NULL);
+	/* Before the role thread starts: it looks its context up by serial,
+	 * and serial 0 matches an empty thread-local way (no context). */
+	pthread_mutex_lock(&registry_lock);
+	c->serial = next_serial++;
+	pthread_mutex_unlock(&registry_lock);
 
 	c->fence_readers = !shmc__rcu_process_init();
 	int rc = shmc__segment_open(c, name, o, flags);
@@ -238,7 +243,6 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 		return shmc__fail(NULL, rc, "%s", msg);
 	}
 	pthread_mutex_lock(&registry_lock);
-	c->serial = next_serial++;
 	c->registry_next = registry;
 	registry = c;
 	pthread_mutex_unlock(&registry_lock);

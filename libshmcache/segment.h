@@ -99,12 +99,12 @@ struct shmc__header {
 	uint32_t free_hint; /* about how many chunks are FREE (a hint) */
 	uint64_t chunk_seq; /* chunks opened so far (under alloc_lock): ages */
 
-	/* Coarse clock: CLOCK_MONOTONIC_COARSE milliseconds, stored every
-	 * tick by the sweeper so that readers check expiry without a clock
-	 * call; 0 when no sweeper keeps it (readers then read the clock). It
-	 * only ever lags the real clock, so items expire late, never early.
-	 * Own line: written 1000 times a second, read by every GET of an
-	 * item with a TTL. */
+	/* Coarse clock: CLOCK_MONOTONIC milliseconds, stored every tick (2 ms)
+	 * by the sweeper while the cache is busy, so that readers check
+	 * expiry without a clock call; 0 when no sweeper keeps it (idle, or
+	 * none runs: readers then read the clock). It only ever lags real
+	 * time, so items expire late, never early. Own line: written often,
+	 * read by every GET of an item with a TTL. */
 	_Alignas(64) uint64_t clock_ms;
 
 	/* Background roles: one lease each (see role.h). */

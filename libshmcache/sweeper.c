@@ -397,7 +397,9 @@ int shmc__reap_pass(shmc_cache *c, struct shmc__tctx *t, struct shmc__reap_resul
 
 /* ------------------------------------------------------ the sweeper role */
 
-#define SWEEP_TICK_MS 1    /* clock refresh and watermark check period */
+/* Clock refresh and watermark check period while the cache is busy: what
+ * expiry may be late by. An idle cache is visited every SWEEP_MAINT_MS. */
+#define SWEEP_TICK_MS 2
 #define SWEEP_MAINT_MS 100 /* reaping and expiry walk period */
 #define EXPIRY_SWEEP_S 10  /* the expiry walk covers every chunk this often */
 
@@ -502,14 +504,33 @@ void shmc__sweeper_wake(shmc_cache *c)
 	syscall(SYS_futex, &r->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
+/* Operations so far, host-wide (live threads only): tells an idle cache
+ * from a busy one. */
+static uint64_t ops_so_far(shmc_cache *c)
+{
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < c->geo.max_threads; i++) {
+		struct shmc__thread_slot *ts = &c->threads[i];
+		if (uatomic_read(&ts->owner_proc))
+			sum += uatomic_read(&ts->counters[SHMC__CTR_gets]) +
+			       uatomic_read(&ts->counters[SHMC__CTR_sets]);
+	}
+	return sum;
+}
+
 void shmc__sweeper_run(shmc_cache *c, struct shmc__tctx *t, const bool *stop)
 {
 	struct shmc__role *r = &c->hdr->role[SHMC__ROLE_SWEEPER];
-	uint64_t next_maint = 0;
+	uint64_t next_maint = 0, last_ops = UINT64_MAX;
+	bool busy = true;
 	while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
 		uint32_t seen = uatomic_read(&r->wake);
-		uint64_t now = shmc__now_ms();
-		uatomic_set(&c->hdr->clock_ms, now);
+		/* The precise clock, rounded down: the header clock never
+		 * runs ahead of real time (writers round expiries up). */
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+		uatomic_set(&c->hdr->clock_ms, busy ? now : 0);
 		make_room(c, t, stop);
 		if (now >= next_maint) {
 			if (dead_procs_exist(c)) {
@@ -517,13 +538,18 @@ void shmc__sweeper_run(shmc_cache *c, struct shmc__tctx *t, const bool *stop)
 				shmc__reap_pass(c, t, &rr);
 			}
 			expiry_walk(c, t, r, now);
+			uint64_t ops = ops_so_far(c);
+			busy = ops != last_ops;
+			last_ops = ops;
 			uatomic_inc(&r->passes);
 			next_maint = now + SWEEP_MAINT_MS;
 		}
-		/* Sleep a tick, or until a writer short of chunks wakes us.
-		 * Not private: the word is shared with other processes. */
-		struct timespec tick = {0, SWEEP_TICK_MS * 1000000L};
-		syscall(SYS_futex, &r->wake, FUTEX_WAIT, seen, &tick, NULL, 0);
+		/* Sleep a tick (while idle, until the next maintenance pass:
+		 * readers then use the real clock), or until a writer short of
+		 * chunks wakes us. Not private: the word is in shared memory. */
+		long sleep_ms = busy ? SWEEP_TICK_MS : SWEEP_MAINT_MS;
+		struct timespec nap = {0, sleep_ms * 1000000L};
+		syscall(SYS_futex, &r->wake, FUTEX_WAIT, seen, &nap, NULL, 0);
 	}
 	/* Readers fall back to the real clock until the next holder runs. */
 	uatomic_set(&c->hdr->clock_ms, 0);

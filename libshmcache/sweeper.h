@@ -33,9 +33,10 @@ uint32_t shmc__free_critical(const struct shmc_cache *c);
 void shmc__sweeper_wake(struct shmc_cache *c);
 
 /* The sweeper role, run by the lease holder's thread until *stop: every
- * tick it refreshes the header clock and keeps free chunks at the low
- * watermark; every 100 ms it reaps dead processes and walks a share of the
- * chunks for expired items. Clears the header clock on return. */
+ * tick (2 ms while the cache is busy, 100 ms while idle) it refreshes the
+ * header clock and keeps free chunks at the low watermark; every 100 ms it
+ * reaps dead processes and walks a share of the chunks for expired items.
+ * Clears the header clock on return. */
 void shmc__sweeper_run(struct shmc_cache *c, struct shmc__tctx *t, const bool *stop);
 
 /* What one reaper pass did. */
