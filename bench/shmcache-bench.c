@@ -15,8 +15,13 @@
  * floor's own 2p/1p scaling tells how much of our scaling loss is the
  * machine's (memory bandwidth, shared caches) rather than ours.
  *
- * A separate phase fills a fresh 64 MiB segment until it is full and reports
- * the memory overhead per item, counting every byte that is not payload.
+ * A separate memory phase fills a fresh 64 MiB segment until it is full and
+ * reports the overhead per item, counting every byte that is not payload;
+ * then it keeps writing new keys (and overwriting some) under eviction and
+ * reports which share of the data area holds payload at steady state. It
+ * runs with --value-size and again with 1 KiB values.
+ *
+ * --trace measures eviction quality instead: see trace.c.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -48,6 +53,8 @@
 
 #include "shmcache.h"
 
+#include "bench.h"
+
 /* ------------------------------------------------------------ constants */
 
 #define SEQ_LEN (1u << 20)            /* precomputed ops per worker (power of 2) */
@@ -65,11 +72,16 @@
 #define MAX_VALUE_SIZE (16u << 20)
 #define MIB ((size_t)1 << 20)
 #define OVERHEAD_SEGMENT_BYTES (64 * MIB)
+#define OVERHEAD_VALUE_SIZES 2        /* --value-size, then OVERHEAD_LARGE_VALUE */
+#define OVERHEAD_LARGE_VALUE 1024u
+#define STEADY_NEW_KEY_FILLS 4u       /* new keys written past the fill, in fills */
+#define STEADY_SAMPLES 9u             /* odd: the median is one of them */
+#define STEADY_OVERWRITE_EVERY 8u     /* one steady-state SET in this many overwrites */
+#define STEADY_TARGET_PCT 80.0        /* payload share of the data area we aim for */
 #define NAME_MAX_LEN 196              /* 200 allowed, minus the ".ovh" suffix */
 #define READY_TIMEOUT_S 60.0          /* attach (5 s max) + sequence building */
 #define FINISH_GRACE_S 60.0           /* past --seconds before a worker is killed */
 #define POLL_NS 2000000L              /* parent's child-polling period */
-#define BENCH_EBADVALUE (-2000)       /* a hit returned bytes we never stored */
 
 /* ------------------------------------------------------------ workloads */
 
@@ -106,45 +118,15 @@ struct config {
 	bool overhead;
 	unsigned runs;
 	char name[NAME_MAX_LEN + 1];
+	bool trace;                 /* only the eviction-quality traces (trace.c) */
+	uint64_t trace_requests;
+	uint64_t trace_keys;
+	uint64_t trace_cache_items; /* 0 until derived from trace_cache_percent */
+	double trace_cache_percent;
+	uint64_t seed;
 };
 
-/* --------------------------------------------------------------- random */
-
-static uint64_t splitmix64(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* xorshift64*: fast, and good enough to pick keys. state must not be 0. */
-static inline uint64_t xorshift_next(uint64_t *state)
-{
-	uint64_t x = *state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*state = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static uint64_t xorshift_seed(uint64_t seed)
-{
-	uint64_t s = splitmix64(&seed);
-	return s ? s : 1;
-}
-
-/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
-static inline uint64_t range_map(uint64_t x, uint64_t n)
-{
-	return (uint64_t)(((unsigned __int128)x * n) >> 64);
-}
-
-static inline double uniform_unit(uint64_t *state)
-{
-	return (double)(xorshift_next(state) >> 11) * 0x1.0p-53;
-}
+/* ----------------------------------------------------------------- zipf */
 
 /* Zipf over ranks [0, n) by Gray et al., "Quickly generating billion-record
  * synthetic databases" (SIGMOD 1994): O(n) setup, O(1) per draw, no table.
@@ -182,13 +164,6 @@ static uint64_t zipf_next(const struct zipf *z, uint64_t *state)
 }
 
 /* ---------------------------------------------------------------- clock */
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static int compare_u32(const void *a, const void *b)
 {
@@ -231,27 +206,6 @@ struct dataset {
 	uint32_t *rank_to_key;      /* zipf rank -> key index (a permutation) */
 	struct zipf zipf;
 };
-
-/* key i = "k" followed by i in decimal, zero-padded to key_size bytes. */
-static void key_format(char *out, size_t key_size, uint64_t i)
-{
-	char tmp[32 + 1];
-	int digits = snprintf(tmp, sizeof tmp, "%" PRIu64, i);
-	size_t pad = key_size - 1 - (size_t)digits;
-	out[0] = 'k';
-	memset(out + 1, '0', pad);
-	memcpy(out + 1 + pad, tmp, (size_t)digits);
-}
-
-static unsigned decimal_digits(uint64_t v)
-{
-	unsigned d = 1;
-	while (v >= 10) {
-		v /= 10;
-		d++;
-	}
-	return d;
-}
 
 /* Value of key i: a fixed pattern whose first bytes are the index, so a GET
  * can check it got its own key's value at the cost of one short compare, and
@@ -488,12 +442,12 @@ static void control_destroy(struct control *ctl)
 
 /* --------------------------------------------------------------- signals */
 
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t bench_interrupted;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	interrupted = 1;
+	bench_interrupted = 1;
 }
 
 static void signals_install(void)
@@ -795,7 +749,7 @@ static int workers_wait(struct control *ctl, pid_t *pids, unsigned n, unsigned *
 			break;
 		if (until_ready ? atomic_load(&ctl->ready) == n : *alive == 0)
 			return 0;
-		if (interrupted) {
+		if (bench_interrupted) {
 			fprintf(stderr, "shmcache-bench: interrupted\n");
 			break;
 		}
@@ -862,11 +816,16 @@ struct scaling {
 	double floor_ratio; /* floor's own scaling; 0 without --floor */
 };
 
+/* The memory phase at one value size. */
 struct overhead_result {
 	bool done;
-	uint64_t items;
+	size_t value_size;
+	uint64_t items;                 /* stored when the fill stopped */
 	double bytes_per_item;
 	double bytes_per_item_excl_free;
+	unsigned steady_samples;        /* 0: no steady state measured */
+	double live_payload_pct_min;    /* payload share of the data area at steady state */
+	double live_payload_pct_median;
 };
 
 struct bench {
@@ -881,7 +840,7 @@ struct bench {
 	double ours_ops[WL_COUNT][MAX_PROCS_LIST];
 	double floor_ops[WL_COUNT][MAX_PROCS_LIST];
 	struct scaling scaling[WL_COUNT];
-	struct overhead_result overhead;
+	struct overhead_result overhead[OVERHEAD_VALUE_SIZES];
 };
 
 /* One measurement: fork nprocs workers, start them together, collect. */
@@ -964,12 +923,6 @@ static void run_set_finish(struct run_set *s, unsigned runs)
 	s->agg.ops_per_sec = median(s->ops, runs);
 	s->agg.p50_ns = median(s->p50, runs);
 	s->agg.p99_ns = median(s->p99, runs);
-}
-
-static const char *error_name(int rc)
-{
-	return rc == BENCH_EBADVALUE ? "BAD_VALUE (hit returned another key's value)"
-				     : shmc_errname(rc);
 }
 
 static void format_rate(char *out, size_t cap, double v)
@@ -1086,25 +1039,21 @@ static int run_workload(struct bench *b, enum workload wl)
 
 /* ----------------------------------------------------------------- setup */
 
-static int opts_build(const struct config *cfg, size_t segment_bytes, bool sweeper,
-		      shmc_opts **out)
+int bench_segment_create(const char *name, const struct segment_spec *spec, shmc_cache **out)
 {
 	shmc_opts *o = NULL;
 	int rc = shmc_opts_create(&o);
 	if (rc == 0)
-		rc = shmc_opts_set_size(o, segment_bytes);
+		rc = shmc_opts_set_size(o, spec->segment_bytes);
 	if (rc == 0)
-		rc = shmc_opts_set_item_size(o, cfg->key_size + cfg->value_size);
-	if (rc == 0 && cfg->key_size > SHMC_DEFAULT_KEY_MAX)
-		rc = shmc_opts_set_max_key(o, cfg->key_size);
-	if (rc == 0) {
-		unsigned most = 0;
-		for (size_t i = 0; i < cfg->nprocs; i++)
-			most = cfg->procs[i] > most ? cfg->procs[i] : most;
-		if (most + 8 > 256) /* default slots: 256 */
-			rc = shmc_opts_set_max_procs(o, most + 8);
-	}
-	if (rc == 0 && !sweeper)
+		rc = shmc_opts_set_item_size(o, spec->item_bytes);
+	if (rc == 0 && spec->key_size > SHMC_DEFAULT_KEY_MAX)
+		rc = shmc_opts_set_max_key(o, spec->key_size);
+	if (rc == 0 && spec->chunk_bytes)
+		rc = shmc_opts_set_chunk_size(o, spec->chunk_bytes);
+	if (rc == 0 && spec->max_procs > 256) /* default slots: 256 */
+		rc = shmc_opts_set_max_procs(o, spec->max_procs);
+	if (rc == 0 && !spec->sweeper)
 		rc = shmc_opts_set_sweeper(o, 0);
 	if (rc != 0) {
 		fprintf(stderr, "shmcache-bench: options: %s (%s)\n", shmc_errname(rc),
@@ -1112,28 +1061,17 @@ static int opts_build(const struct config *cfg, size_t segment_bytes, bool sweep
 		shmc_opts_destroy(o);
 		return -1;
 	}
-	*out = o;
-	return 0;
-}
-
-/* Unlinks any leftover of the same name, then creates it exclusively. */
-static int segment_create(const struct config *cfg, const char *name, size_t bytes,
-			  bool sweeper, bool *created, shmc_cache **out)
-{
-	shmc_opts *o;
-	if (opts_build(cfg, bytes, sweeper, &o) != 0)
-		return -1;
-	int rc = shmc_unlink(name);
+	rc = shmc_unlink(name);
 	if (rc != 0 && rc != SHMC_ENOENT)
 		fprintf(stderr, "shmcache-bench: shmc_unlink(%s): %s\n", name, shmc_errname(rc));
 	rc = shmc_open(name, o, SHMC_CREATE | SHMC_EXCL, out);
 	shmc_opts_destroy(o);
 	if (rc != 0) {
 		fprintf(stderr, "shmcache-bench: shmc_open(%s, %zu bytes): %s (%s) %s\n", name,
-			bytes, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(NULL));
+			spec->segment_bytes, shmc_errname(rc), shmc_strerror(rc),
+			shmc_errmsg(NULL));
 		return -1;
 	}
-	*created = true;
 	return 0;
 }
 
@@ -1144,10 +1082,20 @@ static int segment_preload(struct bench *b)
 {
 	const struct config *cfg = &b->cfg;
 	const struct dataset *ds = &b->ds;
+	unsigned most_procs = 0;
+	for (size_t i = 0; i < cfg->nprocs; i++)
+		most_procs = cfg->procs[i] > most_procs ? cfg->procs[i] : most_procs;
+	struct segment_spec spec = {
+		.segment_bytes = cfg->segment_bytes,
+		.item_bytes = cfg->key_size + cfg->value_size,
+		.key_size = cfg->key_size,
+		.max_procs = most_procs + 8,
+		.sweeper = true,
+	};
 	shmc_cache *c = NULL;
-	if (segment_create(cfg, cfg->name, cfg->segment_bytes, true, &b->segment_created,
-			   &c) != 0)
+	if (bench_segment_create(cfg->name, &spec, &c) != 0)
 		return -1;
+	b->segment_created = true;
 
 	unsigned char *value = malloc(ds->value_size ? ds->value_size : 1);
 	int result = -1;
@@ -1168,7 +1116,7 @@ static int segment_preload(struct bench *b)
 				i, ds->keys, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(c));
 			goto out;
 		}
-		if ((i & 4095) == 0 && interrupted) {
+		if ((i & 4095) == 0 && bench_interrupted) {
 			fprintf(stderr, "shmcache-bench: interrupted\n");
 			goto out;
 		}
@@ -1192,17 +1140,124 @@ out:
 
 /* -------------------------------------------------------------- overhead */
 
-/* Fills a fresh 64 MiB segment with distinct keys until it is full and
- * divides every byte that is not payload by the items that fit. The sweeper
- * is off so that "full" does not depend on when a background thread runs;
- * whichever comes first (ENOSPC, or the first eviction if the writer
- * reclaims instead of failing) ends the fill. */
-static int overhead_measure(struct bench *b)
+/* Key i with a value whose first bytes are i, as the load phases write. */
+static int overhead_set(shmc_cache *c, char *key, size_t key_size, unsigned char *value,
+			size_t value_size, uint64_t i)
+{
+	key_format(key, key_size, i);
+	value_stamp(value, value_size < sizeof i ? value_size : sizeof i, i);
+	return shmc_set(c, key, key_size, value, value_size, 0, 0);
+}
+
+/* Which share of the data area is payload: key and value bytes of
+ * reachable items. */
+static int live_payload_read(shmc_cache *c, double *pct, double *items)
+{
+	struct shmc_stats st;
+	int rc = shmc_stats(c, &st);
+	if (rc != 0) {
+		fprintf(stderr, "shmcache-bench: shmc_stats: %s\n", shmc_errname(rc));
+		return -1;
+	}
+	double headers = (double)ITEM_HEADER_BYTES * (double)st.items;
+	*pct = 100.0 * ((double)st.bytes_live - headers) / (double)st.data_bytes;
+	*items = (double)st.items;
+	return 0;
+}
+
+/* Keeps writing past the fill: STEADY_NEW_KEY_FILLS times as many new keys
+ * as the fill stored, and between them one SET in STEADY_OVERWRITE_EVERY
+ * that rewrites one of the last half-fill keys (likely still live, so its
+ * old copy becomes garbage the log must reclaim). Over the second half,
+ * when the log has been rewritten at least twice, it samples which share of
+ * the data area is payload: key and value bytes of reachable items. */
+static int steady_state_measure(const struct config *cfg, shmc_cache *c, size_t value_size,
+				uint64_t next_key, uint64_t key_space, uint64_t fill_items,
+				char *key, unsigned char *value, struct overhead_result *ov)
+{
+	uint64_t new_keys = fill_items * STEADY_NEW_KEY_FILLS;
+	uint64_t sample_every = new_keys / 2 / STEADY_SAMPLES;
+	if (sample_every == 0 || key_space - next_key < new_keys) {
+		if (!cfg->json)
+			printf("  steady state: skipped (too few items fit, or too few distinct "
+			       "keys of this size)\n");
+		return 0;
+	}
+	uint64_t recent = fill_items / 2;
+	uint64_t second_half = next_key + new_keys / 2, end_key = next_key + new_keys;
+	double live_pct[STEADY_SAMPLES], items[STEADY_SAMPLES];
+	unsigned taken = 0;
+	uint64_t rng = xorshift_seed(next_key), sets = 0, enospc = 0, t0 = now_ns();
+	while (next_key < end_key) {
+		bool fresh = ++sets % STEADY_OVERWRITE_EVERY != 0;
+		uint64_t i = fresh ? next_key++
+				   : next_key - 1 - range_map(xorshift_next(&rng), recent);
+		int rc = overhead_set(c, key, cfg->key_size, value, value_size, i);
+		if (rc == SHMC_ENOSPC) {
+			enospc++;
+		} else if (rc != 0) {
+			fprintf(stderr, "shmcache-bench: steady state: shmc_set(key %" PRIu64
+					"): %s (%s) %s\n",
+				i, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(c));
+			return -1;
+		}
+		bool sample_due = fresh && next_key > second_half &&
+				  (next_key - second_half) % sample_every == 0 &&
+				  taken < STEADY_SAMPLES;
+		if (sample_due) {
+			if (live_payload_read(c, &live_pct[taken], &items[taken]) != 0)
+				return -1;
+			taken++;
+		}
+		if ((sets & 4095) == 0 && bench_interrupted) {
+			fprintf(stderr, "shmcache-bench: interrupted\n");
+			return -1;
+		}
+	}
+	double secs = (double)(now_ns() - t0) / 1e9;
+	ov->steady_samples = taken;
+	ov->live_payload_pct_median = median(live_pct, taken);
+	ov->live_payload_pct_min = live_pct[0]; /* median() sorted them */
+	if (cfg->json)
+		return 0;
+	struct shmc_stats st;
+	int rc = shmc_stats(c, &st);
+	if (rc != 0) {
+		fprintf(stderr, "shmcache-bench: shmc_stats: %s\n", shmc_errname(rc));
+		return -1;
+	}
+	printf("  steady state: %" PRIu64 " more SETs (%" PRIu64 " new keys, 1 in %u an "
+	       "overwrite) in %.1f s; evictions=%" PRIu64 " enospc=%" PRIu64 "\n",
+	       sets, new_keys, STEADY_OVERWRITE_EVERY, secs, st.evictions, enospc);
+	printf("  live_payload_pct=%.1f min, %.1f median of %u samples (key+value bytes of "
+	       "reachable items / data area; items median %.0f); target >= %.0f%%: %s\n",
+	       ov->live_payload_pct_min, ov->live_payload_pct_median, taken, median(items, taken),
+	       STEADY_TARGET_PCT, ov->live_payload_pct_min >= STEADY_TARGET_PCT ? "met" : "MISSED");
+	/* Where the rest goes, to tell packing from headroom from garbage. */
+	double data = (double)st.data_bytes, headers = (double)ITEM_HEADER_BYTES * (double)st.items;
+	printf("  at the end: payload %.1f%%, item headers %.1f%%, free %.1f%%, garbage not yet "
+	       "reclaimed %.1f%% of the data area\n",
+	       100.0 * ((double)st.bytes_live - headers) / data, 100.0 * headers / data,
+	       100.0 * (double)st.bytes_free / data,
+	       100.0 * (data - (double)st.bytes_live - (double)st.bytes_free) / data);
+	return 0;
+}
+
+/* The memory phase at one value size, in a fresh 64 MiB segment. It first
+ * fills it with distinct keys until it is full and divides every byte that
+ * is not payload by the items that fit; whichever comes first (ENOSPC, or
+ * the first eviction if the writer reclaims instead of failing) ends the
+ * fill. The fill runs with the sweeper off, so that "full" does not depend
+ * on when a background thread runs. Then it re-attaches with the default
+ * options, as a deployment runs (with the sweeper, when the library has
+ * one, and the headroom it keeps free), and measures the steady state under
+ * eviction. */
+static int overhead_measure(struct bench *b, size_t value_size, struct overhead_result *ov)
 {
 	const struct config *cfg = &b->cfg;
-	size_t item = cfg->key_size + cfg->value_size;
+	size_t item = cfg->key_size + value_size;
 	shmc_cache *c = NULL;
-	unsigned char *value = malloc(cfg->value_size ? cfg->value_size : 1);
+	unsigned char *value = malloc(value_size ? value_size : 1);
 	char *key = malloc(cfg->key_size);
 	int result = -1;
 	if (!value || !key) {
@@ -1210,13 +1265,18 @@ static int overhead_measure(struct bench *b)
 		goto out;
 	}
 	snprintf(b->overhead_name, sizeof b->overhead_name, "%s.ovh", cfg->name);
-	if (segment_create(cfg, b->overhead_name, OVERHEAD_SEGMENT_BYTES, false,
-			   &b->overhead_created, &c) != 0)
+	struct segment_spec spec = {
+		.segment_bytes = OVERHEAD_SEGMENT_BYTES,
+		.item_bytes = item,
+		.key_size = cfg->key_size,
+		.sweeper = false,
+	};
+	if (bench_segment_create(b->overhead_name, &spec, &c) != 0)
 		goto out;
+	b->overhead_created = true;
 
-	for (size_t j = 0; j < cfg->value_size; j++)
+	for (size_t j = 0; j < value_size; j++)
 		value[j] = (unsigned char)(j * 131u + 7u);
-	size_t stamp = cfg->value_size < 8 ? cfg->value_size : 8;
 	/* No layout can hold more items than this: a fill past it means the
 	 * cache is silently dropping items. */
 	uint64_t limit = OVERHEAD_SEGMENT_BYTES / (item ? item : 1) + 1;
@@ -1224,26 +1284,25 @@ static int overhead_measure(struct bench *b)
 						     : (uint64_t)pow(10.0, (double)(cfg->key_size - 1));
 	const char *stop = NULL;
 	struct shmc_stats st;
-	for (uint64_t i = 0; !stop; i++) {
-		if (i >= key_space) {
+	uint64_t next_key = 0;
+	for (; !stop; next_key++) {
+		if (next_key >= key_space) {
 			stop = "ran out of distinct keys of this key size";
 			break;
 		}
-		if (i >= limit) {
+		if (next_key >= limit) {
 			stop = "more items than the segment can hold (items are being dropped)";
 			break;
 		}
-		key_format(key, cfg->key_size, i);
-		value_stamp(value, stamp, i);
-		int rc = shmc_set(c, key, cfg->key_size, value, cfg->value_size, 0, 0);
+		int rc = overhead_set(c, key, cfg->key_size, value, value_size, next_key);
 		if (rc == SHMC_ENOSPC) {
 			stop = "SHMC_ENOSPC";
 		} else if (rc != 0) {
 			fprintf(stderr, "shmcache-bench: overhead: shmc_set(key %" PRIu64 "): %s (%s) %s\n",
-				i, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(c));
+				next_key, shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(c));
 			goto out;
-		} else if ((i & 1023) == 1023) {
-			if (interrupted) {
+		} else if ((next_key & 1023) == 1023) {
+			if (bench_interrupted) {
 				fprintf(stderr, "shmcache-bench: interrupted\n");
 				goto out;
 			}
@@ -1263,8 +1322,8 @@ static int overhead_measure(struct bench *b)
 	}
 
 	double payload = (double)st.items * (double)item;
-	struct overhead_result *ov = &b->overhead;
 	ov->done = true;
+	ov->value_size = value_size;
 	ov->items = st.items;
 	ov->bytes_per_item = ((double)st.segment_bytes - payload) / (double)st.items;
 	ov->bytes_per_item_excl_free =
@@ -1272,8 +1331,8 @@ static int overhead_measure(struct bench *b)
 	if (!cfg->json) {
 		printf("overhead: segment=%" PRIu64 " bytes (data %" PRIu64 ", index slots %" PRIu64
 		       "), item=%zu+%zu bytes, items=%" PRIu64 " (stopped at: %s)\n",
-		       st.segment_bytes, st.data_bytes, st.index_slots, cfg->key_size,
-		       cfg->value_size, st.items, stop);
+		       st.segment_bytes, st.data_bytes, st.index_slots, cfg->key_size, value_size,
+		       st.items, stop);
 		printf("  bytes_live=%" PRIu64 " bytes_free=%" PRIu64 " evictions=%" PRIu64 "\n",
 		       st.bytes_live, st.bytes_free, st.evictions);
 		printf("  overhead_bytes_per_item=%.1f (every non-payload byte of the segment)\n",
@@ -1281,7 +1340,16 @@ static int overhead_measure(struct bench *b)
 		printf("  overhead_bytes_per_item_excl_free=%.1f (free bytes not counted)\n",
 		       ov->bytes_per_item_excl_free);
 	}
-	result = 0;
+	shmc_close(c);
+	rc = shmc_open(b->overhead_name, NULL, 0, &c);
+	if (rc != 0) {
+		fprintf(stderr, "shmcache-bench: shmc_open(%s): %s (%s) %s\n", b->overhead_name,
+			shmc_errname(rc), shmc_strerror(rc), shmc_errmsg(NULL));
+		c = NULL;
+		goto out;
+	}
+	result = steady_state_measure(cfg, c, value_size, next_key, key_space, st.items, key,
+				      value, ov);
 out:
 	shmc_close(c);
 	if (b->overhead_created && shmc_unlink(b->overhead_name) == 0)
@@ -1314,14 +1382,34 @@ static void print_summary(const struct bench *b)
 		first = false;
 	}
 	printf("},");
-	if (b->overhead.done)
+	const struct overhead_result *ov = &b->overhead[0];
+	if (ov->done)
 		printf("\"overhead_bytes_per_item\":%.2f,\"overhead_bytes_per_item_excl_free\":%.2f,"
 		       "\"overhead_items\":%" PRIu64 ",",
-		       b->overhead.bytes_per_item, b->overhead.bytes_per_item_excl_free,
-		       b->overhead.items);
+		       ov->bytes_per_item, ov->bytes_per_item_excl_free, ov->items);
 	else
 		printf("\"overhead_bytes_per_item\":null,\"overhead_bytes_per_item_excl_free\":null,"
 		       "\"overhead_items\":null,");
+	/* Every value size's figures, the first repeated from the fields above. */
+	printf("\"memory\":[");
+	for (int k = 0; k < OVERHEAD_VALUE_SIZES && b->overhead[k].done; k++) {
+		ov = &b->overhead[k];
+		printf("%s{\"value_size\":%zu,\"overhead_items\":%" PRIu64
+		       ",\"overhead_bytes_per_item\":%.2f,"
+		       "\"overhead_bytes_per_item_excl_free\":%.2f,",
+		       k ? "," : "", ov->value_size, ov->items, ov->bytes_per_item,
+		       ov->bytes_per_item_excl_free);
+		if (ov->steady_samples)
+			printf("\"steady_samples\":%u,\"live_payload_pct_min\":%.2f,"
+			       "\"live_payload_pct_median\":%.2f,\"target_met\":%s}",
+			       ov->steady_samples, ov->live_payload_pct_min,
+			       ov->live_payload_pct_median,
+			       ov->live_payload_pct_min >= STEADY_TARGET_PCT ? "true" : "false");
+		else
+			printf("\"steady_samples\":0,\"live_payload_pct_min\":null,"
+			       "\"live_payload_pct_median\":null,\"target_met\":null}");
+	}
+	printf("],");
 	printf("\"timer_overhead_ns\":%u}\n", b->timer_ns);
 }
 
@@ -1341,6 +1429,20 @@ static void print_header(const struct bench *b)
 static int bench_run(struct bench *b)
 {
 	const struct config *cfg = &b->cfg;
+	if (cfg->trace) {
+		struct trace_config tc = {
+			.requests = cfg->trace_requests,
+			.keys = cfg->trace_keys,
+			.cache_items = cfg->trace_cache_items,
+			.zipf_theta = cfg->zipf_theta,
+			.key_size = cfg->key_size,
+			.value_size = cfg->value_size,
+			.seed = cfg->seed,
+			.json = cfg->json,
+			.segment_name = cfg->name,
+		};
+		return trace_run(&tc) == 0 ? 0 : 1;
+	}
 	b->timer_ns = timer_overhead_ns();
 	if (!cfg->overhead_only) {
 		print_header(b);
@@ -1355,8 +1457,16 @@ static int bench_run(struct bench *b)
 				return 1;
 		}
 	}
-	if ((cfg->overhead || cfg->overhead_only) && overhead_measure(b) != 0)
-		return 1;
+	if (cfg->overhead || cfg->overhead_only) {
+		size_t value_sizes[OVERHEAD_VALUE_SIZES] = { cfg->value_size,
+							     OVERHEAD_LARGE_VALUE };
+		for (int k = 0; k < OVERHEAD_VALUE_SIZES; k++) {
+			if (k > 0 && value_sizes[k] == cfg->value_size)
+				break;
+			if (overhead_measure(b, value_sizes[k], &b->overhead[k]) != 0)
+				return 1;
+		}
+	}
 	print_summary(b);
 	if (b->saw_failures) {
 		fprintf(stderr, "shmcache-bench: FAILED: some runs had misses or errors\n");
@@ -1406,9 +1516,23 @@ static void usage(FILE *out)
 		"  --no-floor         skip the floor\n"
 		"  --runs R           repeat each measurement R times, report medians (1)\n"
 		"  --name NAME        segment name (default bench.<pid>)\n"
-		"  --overhead         only measure memory overhead per item\n"
-		"  --no-overhead      skip the overhead phase run after the workloads\n"
-		"  --json             one JSON object per run, then a summary object;\n"
+		"  --overhead         only the memory phase: overhead per item when full, and\n"
+		"                     payload share of the data area at steady state under\n"
+		"                     eviction, for --value-size and for 1 KiB values\n"
+		"  --no-overhead      skip the memory phase run after the workloads\n"
+		"  --trace            only measure eviction quality: replay a zipf trace and\n"
+		"                     the same with a one-pass scan through the cache and\n"
+		"                     through an exact LRU of the cache's average item count,\n"
+		"                     and print both miss ratios (uses --zipf, --key-size,\n"
+		"                     --value-size)\n"
+		"  --trace-requests N zipf requests per trace (default 10000000)\n"
+		"  --trace-keys N     distinct zipf keys (default 1000000)\n"
+		"  --trace-cache-items N|P%%\n"
+		"                     items the cache's data area is sized for, or a\n"
+		"                     percentage of --trace-keys (default 10%%)\n"
+		"  --seed N           seed of the trace (default 1)\n"
+		"  --json             one JSON object per run, then a summary object (with\n"
+		"                     --trace: one per trace, no summary);\n"
 		"                     nothing else on stdout\n"
 		"  -h, --help         this text\n"
 		"\n"
@@ -1440,6 +1564,22 @@ static int parse_double(const char *s, double min, double max, double *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* N, or P% (0 < P <= 100): sets one of *count and *percent, zeroes the
+ * other. */
+static int parse_count_or_percent(const char *s, uint64_t *count, double *percent)
+{
+	size_t n = strlen(s);
+	if (n > 1 && s[n - 1] == '%') {
+		char *number = strndup(s, n - 1);
+		int rc = number ? parse_double(number, 1e-9, 100.0, percent) : -1;
+		free(number);
+		*count = 0;
+		return rc;
+	}
+	*percent = 0.0;
+	return parse_u64(s, 1, UINT32_MAX, count);
 }
 
 /* BYTES with an optional binary suffix K, M or G. */
@@ -1527,6 +1667,10 @@ static int config_finish(struct config *cfg)
 {
 	if (cfg->name[0] == '\0')
 		snprintf(cfg->name, sizeof cfg->name, "bench.%ld", (long)getpid());
+	if (cfg->trace_cache_items == 0) {
+		double items = (double)cfg->trace_keys * cfg->trace_cache_percent / 100.0;
+		cfg->trace_cache_items = items < 1.0 ? 1 : (uint64_t)llround(items);
+	}
 	if (cfg->key_size - 1 < decimal_digits(cfg->keys - 1)) {
 		fprintf(stderr, "shmcache-bench: --key-size %zu cannot hold %" PRIu64
 				" distinct keys (need %u bytes)\n",
@@ -1553,7 +1697,8 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 	enum {
 		OPT_KEYS = 256, OPT_KEY_SIZE, OPT_VALUE_SIZE, OPT_PROCS, OPT_SECONDS,
 		OPT_WORKLOAD, OPT_ZIPF, OPT_SIZE, OPT_FLOOR, OPT_NO_FLOOR, OPT_JSON,
-		OPT_RUNS, OPT_NAME, OPT_OVERHEAD, OPT_NO_OVERHEAD,
+		OPT_RUNS, OPT_NAME, OPT_OVERHEAD, OPT_NO_OVERHEAD, OPT_TRACE,
+		OPT_TRACE_REQUESTS, OPT_TRACE_KEYS, OPT_TRACE_CACHE_ITEMS, OPT_SEED,
 	};
 	static const struct option longopts[] = {
 		{ "keys", required_argument, NULL, OPT_KEYS },
@@ -1571,6 +1716,11 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "overhead", no_argument, NULL, OPT_OVERHEAD },
 		{ "no-overhead", no_argument, NULL, OPT_NO_OVERHEAD },
+		{ "trace", no_argument, NULL, OPT_TRACE },
+		{ "trace-requests", required_argument, NULL, OPT_TRACE_REQUESTS },
+		{ "trace-keys", required_argument, NULL, OPT_TRACE_KEYS },
+		{ "trace-cache-items", required_argument, NULL, OPT_TRACE_CACHE_ITEMS },
+		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1589,6 +1739,10 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 	cfg->floor = true;
 	cfg->overhead = true;
 	cfg->runs = 1;
+	cfg->trace_requests = 10000000;
+	cfg->trace_keys = 1000000;
+	cfg->trace_cache_percent = 10.0;
+	cfg->seed = 1;
 
 	int opt;
 	uint64_t v;
@@ -1646,6 +1800,24 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 			break;
 		case OPT_OVERHEAD: cfg->overhead_only = true; break;
 		case OPT_NO_OVERHEAD: cfg->overhead = false; break;
+		case OPT_TRACE: cfg->trace = true; break;
+		case OPT_TRACE_REQUESTS:
+			if (parse_u64(optarg, 3, UINT32_MAX, &cfg->trace_requests) != 0)
+				bad = "--trace-requests";
+			break;
+		case OPT_TRACE_KEYS:
+			if (parse_u64(optarg, 1, UINT32_MAX, &cfg->trace_keys) != 0)
+				bad = "--trace-keys";
+			break;
+		case OPT_TRACE_CACHE_ITEMS:
+			if (parse_count_or_percent(optarg, &cfg->trace_cache_items,
+						   &cfg->trace_cache_percent) != 0)
+				bad = "--trace-cache-items";
+			break;
+		case OPT_SEED:
+			if (parse_u64(optarg, 0, UINT64_MAX, &cfg->seed) != 0)
+				bad = "--seed";
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}

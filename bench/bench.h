@@ -1,0 +1,145 @@
+/*
+ * bench.h - what shmcache-bench.c (the prefork load generator, the memory
+ * phase) and trace.c (eviction quality on a replayed trace) share: the
+ * random generators, the clock, the key format, the bench's own failure
+ * code, the interrupt flag, segment creation, and the trace mode's entry
+ * point.
+ */
+#ifndef SHMC_BENCH_H
+#define SHMC_BENCH_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "shmcache.h"
+
+/* Bytes an item takes in the log besides its key and value: the header the
+ * public API documents (shmc_opts_set_chunk_size). */
+#define ITEM_HEADER_BYTES 12u
+
+/* Our own failure code, next to the library's: a hit returned bytes that
+ * were never stored under that key. */
+#define BENCH_EBADVALUE (-2000)
+
+static inline const char *error_name(int rc)
+{
+	return rc == BENCH_EBADVALUE ? "BAD_VALUE (hit returned another key's value)"
+				     : shmc_errname(rc);
+}
+
+/* Set by SIGINT, SIGTERM and SIGHUP; long loops poll it so that the bench
+ * stops early and still unlinks every segment it created. */
+extern volatile sig_atomic_t bench_interrupted;
+
+/* --------------------------------------------------------------- random */
+
+static inline uint64_t splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* xorshift64*: fast, and good enough to pick keys. state must not be 0. */
+static inline uint64_t xorshift_next(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static inline uint64_t xorshift_seed(uint64_t seed)
+{
+	uint64_t s = splitmix64(&seed);
+	return s ? s : 1;
+}
+
+/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
+static inline uint64_t range_map(uint64_t x, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)x * n) >> 64);
+}
+
+/* Uniform in [0, 1), 53 random bits. */
+static inline double uniform_unit(uint64_t *state)
+{
+	return (double)(xorshift_next(state) >> 11) * 0x1.0p-53;
+}
+
+/* ---------------------------------------------------------------- clock */
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ----------------------------------------------------------------- keys */
+
+/* Key i = "k" followed by i in decimal, zero-padded to key_size bytes (no
+ * terminating NUL). The caller makes sure i has at most key_size - 1
+ * digits. Written digit by digit: the trace formats one key per request. */
+static inline void key_format(char *out, size_t key_size, uint64_t i)
+{
+	out[0] = 'k';
+	for (size_t pos = key_size - 1; pos >= 1; pos--) {
+		out[pos] = (char)('0' + i % 10);
+		i /= 10;
+	}
+}
+
+static inline unsigned decimal_digits(uint64_t v)
+{
+	unsigned d = 1;
+	while (v >= 10) {
+		v /= 10;
+		d++;
+	}
+	return d;
+}
+
+/* ------------------------------------------------------------- segments */
+
+struct segment_spec {
+	size_t segment_bytes;
+	size_t item_bytes;  /* expected key + value: sizes the index */
+	size_t key_size;    /* raises the key limit when over the default */
+	size_t chunk_bytes; /* 0: the library's choice */
+	unsigned max_procs; /* process slots; 256 (the default) or fewer: the default */
+	bool sweeper;	    /* run the background roles in this process */
+};
+
+/* Unlinks any leftover of the same name, then creates name exclusively.
+ * Returns 0 and *out, or -1 after printing why. */
+int bench_segment_create(const char *name, const struct segment_spec *spec, shmc_cache **out);
+
+/* ----------------------------------------------------------- trace mode */
+
+struct trace_config {
+	uint64_t requests;    /* Zipf requests per trace */
+	uint64_t keys;	      /* distinct keys the Zipf requests draw from */
+	uint64_t cache_items; /* items of key_size + value_size the data area is sized for */
+	double zipf_theta;
+	size_t key_size;
+	size_t value_size;
+	uint64_t seed; /* of the Zipf draws and of the rank -> key permutation */
+	bool json;
+	const char *segment_name; /* the bench's name; the trace appends ".trc" */
+};
+
+/* Replays a Zipf trace and the same trace with a one-pass scan through a
+ * fresh segment each (cache-aside, one process) and through an exact LRU of
+ * the same average size, and prints both miss ratios. Returns 0, or -1 if
+ * the cache failed an operation, returned a wrong value or the run was
+ * interrupted (the figures printed so far stand). */
+int trace_run(const struct trace_config *tc);
+
+#endif /* SHMC_BENCH_H */
