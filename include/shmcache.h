@@ -184,6 +184,13 @@ int shmc_opts_set_max_threads(shmc_opts *o, unsigned n);
  * free (default on). Returns 0 or SHMC_EINVAL. */
 int shmc_opts_set_sweeper(shmc_opts *o, int enabled);
 
+/* Sample one in period operations of each thread of this process: its
+ * latency goes into the host's histograms and, for lookups, its key into
+ * the hot-key sketch. period is a power of two up to 2^20 (default 64), or
+ * 0 to sample nothing. A property of this process's handle, not of the
+ * segment. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_sampling(shmc_opts *o, unsigned period);
+
 /* ------------------------------------------------------------- lifecycle */
 
 /* Attach to (or create) the segment called name. name is 1..200 bytes of
@@ -338,7 +345,13 @@ struct shmc_stats {
 	uint64_t sweeper_passes;    /* sweeper passes completed */
 	uint64_t promotions;        /* items moved from the probationary log to main */
 	uint64_t chunks_probation;  /* open or sealed chunks of the probationary log */
-	uint64_t reserved[7];
+	/* evictions by cause (they sum to evictions) */
+	uint64_t evictions_probation; /* left the probationary log unread */
+	uint64_t evictions_clock;     /* main log: not read since CLOCK's last pass */
+	uint64_t evictions_direct;    /* a writer found no free chunk at all */
+	uint64_t bytes_dead;          /* bytes of unreachable items not yet reclaimed */
+	uint64_t chunks_retired;      /* emptied, waiting for readers' grace period */
+	uint64_t reserved[2];
 };
 
 /* Fill *out with host-wide totals. Reads every thread slot and reaps any
@@ -347,6 +360,65 @@ struct shmc_stats {
  * Thread-safe. (The struct is used with its tag: C does not let a typedef
  * and a function share the name shmc_stats.) */
 int shmc_stats(shmc_cache *c, struct shmc_stats *out);
+
+/* One attached process's share of the counters (its live threads plus
+ * those it has released). */
+struct shmc_proc_stats {
+	uint64_t pid;          /* in its own pid namespace; display only */
+	uint64_t attach_unix_ms;
+	uint64_t threads;      /* threads with a slot */
+	uint64_t gets, hits, misses, sets, deletes, incrs;
+	uint64_t evictions, expirations, enospc, bytes_written;
+	uint64_t reserved[8];
+};
+
+/* Per-process breakdown: fills out[0..min(cap, *n)) and sets *n to the
+ * number of attached live processes (call with cap 0 to size the array).
+ * Counts of threads that have exited stay with their process; those of
+ * dead processes are in shmc_stats() totals only. Returns 0 or
+ * SHMC_EINVAL. Thread-safe. */
+int shmc_stats_procs(shmc_cache *c, struct shmc_proc_stats *out, size_t cap, size_t *n);
+
+/* ------------------------------------------------------- latency, hot keys */
+
+/* Operations whose latency is sampled. */
+enum shmc_op { SHMC_OP_GET = 0, SHMC_OP_SET = 1, SHMC_OP_FETCH = 2, SHMC_NOPS = 3 };
+
+/* Host-wide latency summary of one operation, from a log-linear histogram
+ * of sampled calls (one in shmc_opts_set_sampling()'s period per thread).
+ * Percentiles are bucket midpoints: within 1.6% of the true sampled
+ * value. count is the number of samples, not of calls. */
+struct shmc_latency {
+	uint64_t count;
+	uint64_t sum_ns;
+	uint64_t p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
+};
+int shmc_latency(shmc_cache *c, enum shmc_op op, struct shmc_latency *out);
+
+/* The raw histogram for exporters: bucket i counts samples of latency in
+ * [shmc_latency_bucket_lower(i), shmc_latency_bucket_lower(i + 1)) ns;
+ * the last bucket is open-ended. Fills counts[0..SHMC_LATENCY_BUCKETS). */
+#define SHMC_LATENCY_BUCKETS 960
+uint64_t shmc_latency_bucket_lower(unsigned i);
+int shmc_latency_histogram(shmc_cache *c, enum shmc_op op, uint64_t counts[SHMC_LATENCY_BUCKETS]);
+
+/* Hot keys: a space-saving sketch of sampled lookups, host-wide. count is
+ * an estimate of the lookups of the key (sampled count times the sampling
+ * period) that overestimates by at most error. Keys longer than
+ * SHMC_HOTKEY_MAX are shown truncated. */
+#define SHMC_HOTKEY_MAX 64
+#define SHMC_HOTKEYS_DEFAULT 20
+struct shmc_hotkey {
+	unsigned char key[SHMC_HOTKEY_MAX];
+	size_t klen;       /* bytes in key */
+	int truncated;     /* the real key is longer */
+	uint64_t count;
+	uint64_t error;
+};
+
+/* The hottest keys, hottest first: fills out[0..*n) with *n <= cap.
+ * Returns 0 or SHMC_EINVAL. Thread-safe. */
+int shmc_hotkeys(shmc_cache *c, struct shmc_hotkey *out, size_t cap, size_t *n);
 
 #ifdef __cplusplus
 }

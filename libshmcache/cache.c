@@ -17,6 +17,7 @@
 #include "index.h"
 #include "index_read.h"
 #include "log.h"
+#include "obs.h"
 #include "rcu.h"
 #include "fault.h"
 
@@ -156,6 +157,15 @@ static int lookup(shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref
 	return rc;
 }
 
+/* A sampled lookup: its latency and its key. Out of line: rare. */
+static __attribute__((noinline, cold)) void sample_lookup(shmc_cache *c,
+							  const struct shmc__keyref *k,
+							  uint64_t start_ns)
+{
+	shmc__obs_latency(c, SHMC_OP_GET, shmc__obs_now_ns() - start_ns);
+	shmc__obs_hotkey(c, k->hash, k->key, k->klen);
+}
+
 #define TCTX_OR_RETURN(c, t)                                                     \
 	int tctx_err_ = 0;                                                       \
 	struct shmc__tctx *t = shmc__tctx_get((c), &tctx_err_);                  \
@@ -170,6 +180,8 @@ int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
 	if (rc)
 		return rc;
 	TCTX_OR_RETURN(c, t);
+	bool sampled = shmc__sample_now(c, t);
+	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
 	struct shmc__keyref k;
 	shmc__keyref_init(c, &k, key, klen);
 	struct shmc__found f;
@@ -184,6 +196,8 @@ int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
 			memcpy(buf, f.item + SHMC__ITEM_HDR + klen, f.hdr.vlen);
 	}
 	shmc__rcu_read_exit(c, t);
+	if (__builtin_expect(sampled, 0))
+		sample_lookup(c, &k, start_ns);
 	if (rc == SHMC_ERANGE)
 		shmc__fail(c, rc, "value is %zu bytes, buffer %zu", *vlen, cap);
 	return rc;
@@ -219,6 +233,8 @@ int shmc_get_ref(shmc_cache *c, const void *key, size_t klen, const void **val, 
 	TCTX_OR_RETURN(c, t);
 	if (!t->read_depth)
 		return shmc__fail(c, SHMC_EINVAL, "shmc_get_ref outside a read section");
+	bool sampled = shmc__sample_now(c, t);
+	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
 	struct shmc__keyref k;
 	shmc__keyref_init(c, &k, key, klen);
 	struct shmc__found f;
@@ -227,6 +243,8 @@ int shmc_get_ref(shmc_cache *c, const void *key, size_t klen, const void **val, 
 		*val = f.item + SHMC__ITEM_HDR + klen;
 		*vlen = f.hdr.vlen;
 	}
+	if (__builtin_expect(sampled, 0))
+		sample_lookup(c, &k, start_ns);
 	return rc;
 }
 
@@ -319,6 +337,8 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 		return shmc__fail(c, SHMC_ETOOBIG, "value of %zu bytes exceeds the limit of %zu for this key",
 				  vlen, (size_t)(c->geo.chunk_bytes - SHMC__ITEM_HDR - klen));
 	TCTX_OR_RETURN(c, t);
+	bool sampled = shmc__sample_now(c, t);
+	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
 
 	uint64_t expire = default_expiry(c, ttl_ms);
 	struct shmc__keyref k;
@@ -331,6 +351,8 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 	rc = write_commit(c, t, &k, &w, SHMC__ITEM_HDR + klen + vlen);
 	if (!rc)
 		shmc__count(t, SHMC__CTR_sets, 1);
+	if (sampled)
+		shmc__obs_latency(c, SHMC_OP_SET, shmc__obs_now_ns() - start_ns);
 	return rc;
 }
 
@@ -454,8 +476,8 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 	}
 }
 
-int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
-	       shmc_loader_fn loader, void *arg)
+static int fetch_through(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
+			 size_t *vlen, shmc_loader_fn loader, void *arg)
 {
 	int rc = shmc_get(c, key, klen, buf, cap, vlen);
 	if (rc != SHMC_ENOTFOUND)
@@ -483,5 +505,19 @@ int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t ca
 		}
 	}
 	free(val);
+	return rc;
+}
+
+int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+	       shmc_loader_fn loader, void *arg)
+{
+	if (!c)
+		return SHMC_EINVAL;
+	TCTX_OR_RETURN(c, t);
+	bool sampled = shmc__sample_now(c, t);
+	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
+	int rc = fetch_through(c, key, klen, buf, cap, vlen, loader, arg);
+	if (sampled)
+		shmc__obs_latency(c, SHMC_OP_FETCH, shmc__obs_now_ns() - start_ns);
 	return rc;
 }

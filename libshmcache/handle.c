@@ -186,6 +186,10 @@ struct shmc__tctx *shmc__tctx_slow(shmc_cache *c, int *err)
 		t->slot = &c->threads[idx];
 		t->lock_id = ((uatomic_read(&t->slot->gen) & 0xffffu) << 16) | (idx + 1);
 		t->thread = self;
+		/* Threads start their sampling countdowns at different
+		 * points, so that a sample is not always the n-th call. */
+		t->sample_countdown = c->sample_period ? 1 + (idx * 2654435761u) % c->sample_period
+						       : UINT32_MAX;
 		t->next = c->tctx_list;
 		c->tctx_list = t;
 		pthread_setspecific(exit_key, (void *)1);
@@ -231,6 +235,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 	if (!rc)
 		rc = shmc__proc_attach(c);
 	c->run_roles = o->sweeper && !(flags & SHMC_RDONLY);
+	c->sample_period = o->sample_period;
 	if (!rc && c->run_roles && (rc = shmc__roles_start(c)) != 0)
 		shmc__proc_detach(c);
 	if (rc) {

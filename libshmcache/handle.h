@@ -53,6 +53,7 @@ struct shmc__tctx {
 	uint32_t read_depth;   /* nesting of read sections */
 	bool making_room;      /* inside an eviction step: a chunk opened now
 				* must not start another one */
+	uint32_t sample_countdown; /* operations until the next sampled one */
 	struct shmc__open_chunk open[SHMC__NLOGS];
 	pthread_t thread;
 	struct shmc__tctx *next; /* in cache->tctx_list, under cache->lock */
@@ -73,6 +74,8 @@ struct shmc_cache {
 	struct shmc__bucket *buckets;
 	struct shmc__chunk *chunks;
 	unsigned char *data;
+	struct shmc__obs *obs;
+	uint32_t sample_period;  /* 0 = no sampling (this process's choice) */
 	struct shmc__geometry geo;
 	uint32_t proc_idx;
 
@@ -140,6 +143,16 @@ static inline uint64_t shmc__clock_ms(const shmc_cache *c)
  * died and no process took the role over), so that readers fall back to
  * the real clock. Called now and then by readers and by every writer. */
 void shmc__clock_check(shmc_cache *c, uint64_t now);
+
+/* true if this operation is to be sampled (timed, its key sketched): one
+ * in c->sample_period per thread. A private countdown, no shared store. */
+static inline bool shmc__sample_now(const shmc_cache *c, struct shmc__tctx *t)
+{
+	if (__builtin_expect(--t->sample_countdown != 0, 1))
+		return false;
+	t->sample_countdown = c->sample_period ? c->sample_period : UINT32_MAX;
+	return c->sample_period != 0;
+}
 
 /* Chunk a data offset falls in. */
 static inline uint32_t shmc__chunk_of(const shmc_cache *c, uint64_t off)

@@ -22,6 +22,7 @@ void shmc__opts_defaults(struct shmc_opts *o)
 	o->max_procs = 256;
 	o->max_threads = 1024;
 	o->sweeper = 1;
+	o->sample_period = SHMC__DEFAULT_SAMPLE_PERIOD;
 }
 
 int shmc_opts_create(shmc_opts **out)
@@ -143,5 +144,13 @@ int shmc_opts_set_sweeper(shmc_opts *o, int enabled)
 	if (!o)
 		return SHMC_EINVAL;
 	o->sweeper = enabled != 0;
+	return 0;
+}
+
+int shmc_opts_set_sampling(shmc_opts *o, unsigned period)
+{
+	if (!o || period > (1u << 20) || (period & (period - 1)))
+		return SHMC_EINVAL;
+	o->sample_period = period;
 	return 0;
 }

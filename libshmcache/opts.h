@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SHMC__DEFAULT_SAMPLE_PERIOD 64u
+
 struct shmc_opts {
 	size_t size_bytes;
 	unsigned mode;
@@ -17,6 +19,7 @@ struct shmc_opts {
 	unsigned max_procs;
 	unsigned max_threads;
 	int sweeper;
+	unsigned sample_period; /* 0 = no sampling */
 };
 
 void shmc__opts_defaults(struct shmc_opts *o);

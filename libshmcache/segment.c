@@ -15,6 +15,7 @@
 #include "segment.h"
 
 #include "handle.h"
+#include "obs.h"
 #include "opts.h"
 
 #include <errno.h>
@@ -75,6 +76,10 @@ uint64_t shmc__layout_signature(void)
 		F(struct shmc__proc_slot, readers_fence),
 		sizeof(struct shmc__thread_slot),
 		F(struct shmc__thread_slot, counters),
+		sizeof(struct shmc__obs),
+		F(struct shmc__obs, hot_lock),
+		F(struct shmc__obs, hot),
+		SHMC_LATENCY_BUCKETS,
 	};
 #undef F
 	return XXH64(facts, sizeof(facts), 0x5348434dull);
@@ -96,7 +101,7 @@ static uint64_t align64(uint64_t v)
 /* Region offsets as a function of the parameters: used to lay out a new
  * segment and to check an existing one. */
 struct layout {
-	uint64_t off_procs, off_threads, off_buckets, off_chunks, off_data, end;
+	uint64_t off_procs, off_threads, off_obs, off_buckets, off_chunks, off_data, end;
 };
 
 static void layout_compute(uint32_t max_procs, uint32_t max_threads, uint32_t nbuckets,
@@ -104,8 +109,8 @@ static void layout_compute(uint32_t max_procs, uint32_t max_threads, uint32_t nb
 {
 	l->off_procs = SHMC__HEADER_BYTES;
 	l->off_threads = align64(l->off_procs + (uint64_t)max_procs * sizeof(struct shmc__proc_slot));
-	l->off_buckets =
-		align64(l->off_threads + (uint64_t)max_threads * sizeof(struct shmc__thread_slot));
+	l->off_obs = align64(l->off_threads + (uint64_t)max_threads * sizeof(struct shmc__thread_slot));
+	l->off_buckets = align64(l->off_obs + sizeof(struct shmc__obs));
 	l->off_chunks = align64(l->off_buckets + (uint64_t)nbuckets * sizeof(struct shmc__bucket));
 	l->off_data = (l->off_chunks + (uint64_t)nchunks * sizeof(struct shmc__chunk) + 4095) &
 		      ~(uint64_t)4095;
@@ -252,6 +257,7 @@ static int init_new(shmc_cache *c, const struct shmc_opts *o)
 	h->off_buckets = l.off_buckets;
 	h->off_chunks = l.off_chunks;
 	h->off_data = l.off_data;
+	h->off_obs = l.off_obs;
 	h->gp_ctr = 1;
 	h->free_hint = h->nchunks;
 	h->immutable_sum = header_sum(h);
@@ -264,6 +270,8 @@ static int init_new(shmc_cache *c, const struct shmc_opts *o)
 	for (int r = 0; r < SHMC__NROLES && !rc; r++)
 		rc = pthread_mutex_init(&h->role[r].lease, &ma);
 	pthread_mutexattr_destroy(&ma);
+	if (!rc)
+		rc = shmc__obs_init((struct shmc__obs *)((unsigned char *)base + l.off_obs));
 	if (rc)
 		return shmc__fail(c, -rc, "pthread_mutex_init: %s", strerror(rc));
 	/* Everything else starts as zero bytes from ftruncate: free slots,
@@ -360,7 +368,8 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 		struct layout l;
 		layout_compute(h->max_procs, h->max_threads, h->nbuckets, h->nchunks, chunk, &l);
 		if (h->off_procs != l.off_procs || h->off_threads != l.off_threads ||
-		    h->off_buckets != l.off_buckets || h->off_chunks != l.off_chunks ||
+		    h->off_obs != l.off_obs || h->off_buckets != l.off_buckets ||
+		    h->off_chunks != l.off_chunks ||
 		    h->off_data != l.off_data)
 			bad = "region offsets";
 		else if (l.end > file_bytes)
@@ -389,6 +398,7 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	c->threads = (struct shmc__thread_slot *)(c->base + h->off_threads);
 	c->buckets = (struct shmc__bucket *)(c->base + h->off_buckets);
 	c->chunks = (struct shmc__chunk *)(c->base + h->off_chunks);
+	c->obs = (struct shmc__obs *)(c->base + h->off_obs);
 	c->data = c->base + h->off_data;
 	return 0;
 }

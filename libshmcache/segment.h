@@ -33,9 +33,9 @@ enum {
 /* Counters kept per thread slot and folded into the header when a slot is
  * released. Order is part of the layout signature. */
 #define SHMC__COUNTER_MAP(X)                                                     \
-	X(gets) X(misses) X(sets) X(deletes) X(incrs) X(expirations)     \
-	X(evictions) X(enospc) X(bytes_written) X(items_added) X(items_removed)  \
-	X(promotions)
+	X(gets) X(misses) X(sets) X(deletes) X(incrs) X(expirations)             \
+	X(evicted_probation) X(evicted_clock) X(evicted_direct) X(enospc)        \
+	X(bytes_written) X(items_added) X(items_removed) X(promotions)
 
 /* A background role's lease and its persisted state. Whoever holds the
  * lease (a robust, process-shared mutex) runs the role; when the holder
@@ -81,7 +81,8 @@ struct shmc__header {
 	uint64_t off_buckets;
 	uint64_t off_chunks;
 	uint64_t off_data;
-	uint64_t reserved_immutable[12];
+	uint64_t off_obs;          /* struct shmc__obs (obs.h) */
+	uint64_t reserved_immutable[11];
 	/* XXH64 of every immutable field above (this one counted as 0):
 	 * catches a scribble that leaves the geometry plausible. */
 	uint64_t immutable_sum;

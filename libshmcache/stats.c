@@ -30,10 +30,12 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 			ctr[k] += uatomic_read(&ts->counters[k]);
 	}
 	/* Count live processes only; a dead one found here is reaped now, so
-	 * its slots and counters are accounted for by the next call. */
+	 * its slots and counters are accounted for by the next call (an
+	 * inspection handle maps read-only and only looks). */
+	bool inspect = c->flags & SHMC__INSPECT;
 	for (uint32_t p = 0; p < c->geo.max_procs; p++)
 		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE &&
-		    !shmc__proc_reap_if_dead(c, p))
+		    (inspect ? shmc__proc_alive(c, p) : !shmc__proc_reap_if_dead(c, p)))
 			out->procs_attached++;
 
 	out->gets = ctr[SHMC__CTR_gets];
@@ -43,7 +45,10 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 	out->deletes = ctr[SHMC__CTR_deletes];
 	out->incrs = ctr[SHMC__CTR_incrs];
 	out->expirations = ctr[SHMC__CTR_expirations];
-	out->evictions = ctr[SHMC__CTR_evictions];
+	out->evictions_probation = ctr[SHMC__CTR_evicted_probation];
+	out->evictions_clock = ctr[SHMC__CTR_evicted_clock];
+	out->evictions_direct = ctr[SHMC__CTR_evicted_direct];
+	out->evictions = out->evictions_probation + out->evictions_clock + out->evictions_direct;
 	out->enospc = ctr[SHMC__CTR_enospc];
 	out->bytes_written = ctr[SHMC__CTR_bytes_written];
 	out->promotions = ctr[SHMC__CTR_promotions];
@@ -72,17 +77,61 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 			out->chunks_probation += uatomic_read(&ch->log) == SHMC__LOG_SMALL;
 			out->bytes_free += c->geo.chunk_bytes - (used < c->geo.chunk_bytes ? used : c->geo.chunk_bytes);
 			out->bytes_live += used > dead ? used - dead : 0;
+			out->bytes_dead += dead < used ? dead : used;
 			break;
 		case SHMC__CHUNK_SEALED:
 			out->chunks_sealed++;
 			out->chunks_probation += uatomic_read(&ch->log) == SHMC__LOG_SMALL;
 			out->bytes_live += used > dead ? used - dead : 0;
+			out->bytes_dead += dead < used ? dead : used;
 			break;
 		default: /* retiring or retired: free after a grace period */
 			out->chunks_free++;
+			out->chunks_retired++;
 			out->bytes_free += c->geo.chunk_bytes;
 			break;
 		}
 	}
+	return 0;
+}
+
+int shmc_stats_procs(shmc_cache *c, struct shmc_proc_stats *out, size_t cap, size_t *n)
+{
+	if (!c || !n || (!out && cap))
+		return SHMC_EINVAL;
+	size_t found = 0;
+	for (uint32_t p = 0; p < c->geo.max_procs; p++) {
+		struct shmc__proc_slot *ps = &c->procs[p];
+		if (uatomic_read(&ps->state) == SHMC__PROC_FREE || !shmc__proc_alive(c, p))
+			continue;
+		if (found < cap) {
+			uint64_t ctr[SHMC__NCOUNTERS] = {0};
+			struct shmc_proc_stats *o = &out[found];
+			memset(o, 0, sizeof(*o));
+			o->pid = uatomic_read(&ps->pid);
+			o->attach_unix_ms = uatomic_read(&ps->attach_unix_ms);
+			for (uint32_t i = 0; i < c->geo.max_threads; i++) {
+				struct shmc__thread_slot *ts = &c->threads[i];
+				if (uatomic_read(&ts->owner_proc) != p + 1)
+					continue;
+				o->threads++;
+				for (int k = 0; k < SHMC__NCOUNTERS; k++)
+					ctr[k] += uatomic_read(&ts->counters[k]);
+			}
+			o->gets = ctr[SHMC__CTR_gets];
+			o->misses = ctr[SHMC__CTR_misses];
+			o->hits = o->gets > o->misses ? o->gets - o->misses : 0;
+			o->sets = ctr[SHMC__CTR_sets];
+			o->deletes = ctr[SHMC__CTR_deletes];
+			o->incrs = ctr[SHMC__CTR_incrs];
+			o->evictions = ctr[SHMC__CTR_evicted_probation] + ctr[SHMC__CTR_evicted_clock] +
+				       ctr[SHMC__CTR_evicted_direct];
+			o->expirations = ctr[SHMC__CTR_expirations];
+			o->enospc = ctr[SHMC__CTR_enospc];
+			o->bytes_written = ctr[SHMC__CTR_bytes_written];
+		}
+		found++;
+	}
+	*n = found;
 	return 0;
 }

@@ -157,7 +157,11 @@ static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint
 	shmc__bucket_unlock(c, t, kr.bucket);
 	shmc__rcu_read_exit(c, t);
 	if (fate == EVICTED || fate == EXPIRED) {
-		shmc__count(t, fate == EVICTED ? SHMC__CTR_evictions : SHMC__CTR_expirations, 1);
+		enum shmc__counter why = fate == EXPIRED	      ? SHMC__CTR_expirations
+					 : policy == EVICT_ALL     ? SHMC__CTR_evicted_direct
+					 : log == SHMC__LOG_SMALL ? SHMC__CTR_evicted_probation
+								   : SHMC__CTR_evicted_clock;
+		shmc__count(t, why, 1);
 		shmc__count(t, SHMC__CTR_items_removed, 1);
 	} else if (fate == MOVED && log == SHMC__LOG_SMALL && dest == SHMC__LOG_MAIN) {
 		shmc__count(t, SHMC__CTR_promotions, 1);

@@ -308,7 +308,7 @@ int shmc__inspect_open(const char *name, shmc_cache **out)
 		return SHMC_ENOMEM;
 	c->fd = -1;
 	c->proc_idx = UINT32_MAX;
-	c->flags = SHMC_RDONLY;
+	c->flags = SHMC_RDONLY | SHMC__INSPECT;
 	c->fork_gen = UINT64_MAX; /* never "ours": close releases nothing */
 	pthread_mutex_init(&c->lock, NULL);
 	int rc = shmc__segment_open(c, name, NULL, SHMC__INSPECT);
