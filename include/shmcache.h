@@ -184,6 +184,26 @@ int shmc_opts_set_max_threads(shmc_opts *o, unsigned n);
  * free (default on). Returns 0 or SHMC_EINVAL. */
 int shmc_opts_set_sweeper(shmc_opts *o, int enabled);
 
+/* TTL of "absent" answers cached by shmc_fetch() (default 1000 ms; 0 = do
+ * not cache them). Fixed at creation. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_negative_ttl(shmc_opts *o, uint32_t ttl_ms);
+
+/* Stale window: how long past its TTL an item may still be returned by
+ * shmc_fetch() while one background refresh runs (default 0 = none).
+ * Fixed at creation. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_stale_window(shmc_opts *o, uint32_t ms);
+
+/* Probabilistic early refresh (XFetch): shmc_fetch() refreshes an item
+ * before its TTL with a probability that grows as the TTL nears, scaled by
+ * beta times the loader's recent duration (default 0 = off; 1 is the usual
+ * choice). Needs a stale window. A property of this handle. Returns 0 or
+ * SHMC_EINVAL (negative or not finite). */
+int shmc_opts_set_xfetch_beta(shmc_opts *o, double beta);
+
+/* How long a fill may take before its waiters take it over (default 5000
+ * ms, at least 1). A property of this handle. Returns 0 or SHMC_EINVAL. */
+int shmc_opts_set_fill_timeout(shmc_opts *o, uint32_t ms);
+
 /* Sample one in period operations of each thread of this process: its
  * latency goes into the host's histograms and, for lookups, its key into
  * the hot-key sketch. period is a power of two up to 2^20 (default 64), or
@@ -294,15 +314,37 @@ int shmc_read_end(shmc_cache *c);
 typedef int (*shmc_loader_fn)(void *arg, const void *key, size_t klen, void **val,
                               size_t *vlen, uint32_t *ttl_ms);
 
-/* L1 first; on a miss the loader fills the key (loader NULL = the uplink)
- * and its value is stored with the TTL it returned and copied to buf.
- * Same return codes as shmc_get(), plus the loader's own errors and
+/* Read-through. L1 first; on a miss exactly one caller on the host runs the
+ * loader (loader NULL = the uplink) while every other caller of the same
+ * key, in any process, waits for its result instead of going to the
+ * origin:
+ *  - the first caller to miss installs a fill lease for the key; the others
+ *    wait on it (a futex in the segment) for at most the fill timeout
+ *    (shmc_opts_set_fill_timeout, default 5 s);
+ *  - the filler stores the value with the TTL the loader returned and wakes
+ *    them; each returns the value;
+ *  - if the filler dies or overruns its deadline, exactly one waiter takes
+ *    the lease over and runs the loader itself;
+ *  - a shmc_set() or shmc_del() of the key while a fill is in flight wins:
+ *    the fill's result is returned to its caller but not stored.
+ * Negative caching: a loader's SHMC_ENOTFOUND is cached as "absent" for the
+ * segment's negative TTL (shmc_opts_set_negative_ttl, default 1 s): later
+ * fetches return SHMC_ENOTFOUND at once without calling the loader (plain
+ * shmc_get also reports SHMC_ENOTFOUND).
+ * Stale-while-revalidate: in a segment created with a stale window
+ * (shmc_opts_set_stale_window), an item past its TTL but inside the window
+ * is returned at once and one refresh per host runs in the background, on a
+ * library thread of the process that found it stale, with the loader and
+ * arg of that call: arg must then stay valid until shmc_close(). If the
+ * refresh fails, the stale value keeps being served (stale-if-error) until
+ * the window ends. shmc_get() never returns a stale item.
+ * Returns what shmc_get() returns, plus: the loader's own error codes (also
+ * to every waiter of that fill); SHMC_ETOOBIG if the loaded value cannot be
+ * stored (nothing is cached, waiters get the same code); SHMC_ETIMEDOUT if
+ * a fill took longer than the fill timeout and could not be taken over;
  * SHMC_EUPLINK when loader is NULL and no uplink is configured. A full
  * cache (SHMC_ENOSPC) still returns the loaded value; a read-only handle
- * returns it without storing it.
- * In this version every caller that misses runs the loader: concurrent
- * misses of one key are not yet coalesced into one origin call per host,
- * and a loader's SHMC_ENOTFOUND is returned but not cached. */
+ * returns it without storing it. Thread-safe, process-safe. */
 int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
                size_t *vlen, shmc_loader_fn loader, void *arg);
 
@@ -351,7 +393,17 @@ struct shmc_stats {
 	uint64_t evictions_direct;    /* a writer found no free chunk at all */
 	uint64_t bytes_dead;          /* bytes of unreachable items not yet reclaimed */
 	uint64_t chunks_retired;      /* emptied, waiting for readers' grace period */
-	uint64_t reserved[2];
+	/* read-through (shmc_fetch) */
+	uint64_t fills;           /* fills completed by a filler (origin calls that returned) */
+	uint64_t coalesced_waits; /* fetches that waited for another caller's fill */
+	uint64_t origin_calls;    /* loader (or uplink) calls, refreshes included */
+	uint64_t lease_takeovers; /* fills taken over from a dead or late filler */
+	uint64_t negative_hits;   /* fetches answered "absent" from a cached negative */
+	uint64_t stale_serves;    /* fetches answered with a stale value */
+	uint64_t refreshes;       /* background refreshes run */
+	uint64_t loader_errors;   /* loader calls that failed (not "absent") */
+	uint64_t stale_if_error;  /* stale serves while the last refresh had failed */
+	uint64_t reserved2[8];
 };
 
 /* Fill *out with host-wide totals. Reads every thread slot and reaps any

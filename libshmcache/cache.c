@@ -16,8 +16,10 @@
 #include "handle.h"
 #include "index.h"
 #include "index_read.h"
+#include "lease.h"
 #include "log.h"
 #include "obs.h"
+#include "write.h"
 #include "rcu.h"
 #include "fault.h"
 
@@ -49,42 +51,44 @@ static uint32_t jitter(uint32_t ttl_ms, uint32_t pct)
 	return t ? (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t) : 1;
 }
 
-/* Absolute expiry of an item written now with ttl_ms (0 = the default).
- * The precise clock, rounded up: readers compare against clocks that only
- * ever lag it (the header clock, the coarse clock), so an item never
- * expires before ttl_ms has passed, and is late by at most their lag.
- * Writers also keep the header clock honest. */
-static uint64_t default_expiry(shmc_cache *c, uint32_t ttl_ms)
+uint64_t shmc__expiry_in(uint64_t ttl_ms)
 {
-	if (!ttl_ms)
-		ttl_ms = c->geo.default_ttl_ms;
-	shmc__clock_check(c, shmc__now_ms());
-	if (!ttl_ms)
-		return 0;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000;
-	if (c->geo.ttl_jitter_pct)
-		ttl_ms = jitter(ttl_ms, c->geo.ttl_jitter_pct);
 	/* Items store expiry in 32 bits relative to their chunk's base; a
 	 * fresh chunk's base is the coarse clock, a tick behind now at most:
 	 * the longest TTLs (near 2^32 ms, 49 days) are capped so they fit. */
 	return now + (ttl_ms > MAX_TTL_MS ? MAX_TTL_MS : ttl_ms);
 }
 
+uint64_t shmc__expiry_for(shmc_cache *c, uint32_t ttl_ms)
+{
+	if (!ttl_ms)
+		ttl_ms = c->geo.default_ttl_ms;
+	shmc__clock_check(c, shmc__now_ms());
+	if (!ttl_ms)
+		return 0;
+	if (c->geo.ttl_jitter_pct)
+		ttl_ms = jitter(ttl_ms, c->geo.ttl_jitter_pct);
+	return shmc__expiry_in((uint64_t)ttl_ms + c->geo.stale_ms);
+}
+
+/* Past its TTL (the stored expiry less the stale window, in which only
+ * shmc_fetch may still serve it). */
 static inline bool expired(const shmc_cache *c, const struct shmc__found *f, uint64_t *now)
 {
 	if (!f->expire_abs_ms)
 		return false;
 	if (!*now)
 		*now = shmc__clock_ms(c);
-	return *now >= f->expire_abs_ms;
+	return *now + c->geo.stale_ms >= f->expire_abs_ms;
 }
 
 /* Which log a new item enters: probation, unless its key was evicted from
  * probation recently (its ghost is in the bucket), in which case it has
  * proved it comes back and goes straight to main. */
-static enum shmc__log_class admission_log(shmc_cache *c, const struct shmc__keyref *k)
+enum shmc__log_class shmc__admission_log(shmc_cache *c, const struct shmc__keyref *k)
 {
 	uint16_t *ghost = &c->buckets[k->bucket].ghost;
 	if (CMM_LOAD_SHARED(*ghost) != shmc__ghost_fp(k))
@@ -93,7 +97,7 @@ static enum shmc__log_class admission_log(shmc_cache *c, const struct shmc__keyr
 	return SHMC__LOG_MAIN;
 }
 
-static int check_key(shmc_cache *c, const void *key, size_t klen)
+int shmc__check_key(shmc_cache *c, const void *key, size_t klen)
 {
 	if (!key || klen == 0)
 		return shmc__fail(c, SHMC_EINVAL, "empty or NULL key");
@@ -106,7 +110,7 @@ static int check_key(shmc_cache *c, const void *key, size_t klen)
 /* The checks every write makes before touching the segment. */
 static int check_write(shmc_cache *c, const void *key, size_t klen)
 {
-	int rc = check_key(c, key, klen);
+	int rc = shmc__check_key(c, key, klen);
 	if (rc)
 		return rc;
 	if (c->flags & SHMC_RDONLY)
@@ -121,7 +125,7 @@ static inline uint64_t item_bytes(const struct shmc__item_hdr *h)
 
 /* Account a replaced or removed entry dead. Inside a read section, so the
  * item is still readable. */
-static void entry_dead(shmc_cache *c, struct shmc__tctx *t, uint64_t e)
+void shmc__entry_dead(shmc_cache *c, struct shmc__tctx *t, uint64_t e)
 {
 	struct shmc__item_hdr h;
 	shmc__item_hdr_read(c->data + shmc__entry_off(e), &h);
@@ -142,6 +146,8 @@ static int lookup(shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref
 	if (rc == 0 && expired(c, f, &now)) {
 		shmc__count(t, SHMC__CTR_expirations, 1);
 		rc = SHMC_ENOTFOUND;
+	} else if (rc == 0 && f->hdr.kind != SHMC__ITEM_VALUE) {
+		rc = SHMC_ENOTFOUND; /* a cached "absent" (shmc_fetch) */
 	}
 	if (rc == 0) {
 		/* No hit counter (hits = gets - misses): one store fewer.
@@ -176,7 +182,7 @@ int shmc_get(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
 {
 	if (!c || !vlen || (!buf && cap))
 		return c ? shmc__fail(c, SHMC_EINVAL, "NULL argument") : SHMC_EINVAL;
-	int rc = check_key(c, key, klen);
+	int rc = shmc__check_key(c, key, klen);
 	if (rc)
 		return rc;
 	TCTX_OR_RETURN(c, t);
@@ -227,7 +233,7 @@ int shmc_get_ref(shmc_cache *c, const void *key, size_t klen, const void **val, 
 {
 	if (!c || !val || !vlen)
 		return c ? shmc__fail(c, SHMC_EINVAL, "NULL argument") : SHMC_EINVAL;
-	int rc = check_key(c, key, klen);
+	int rc = shmc__check_key(c, key, klen);
 	if (rc)
 		return rc;
 	TCTX_OR_RETURN(c, t);
@@ -268,13 +274,15 @@ static int publish_locked(shmc_cache *c, const struct shmc__keyref *k, struct wr
 	int rc = shmc__index_find(c, k, &f);
 	if (rc && rc != SHMC_ENOTFOUND)
 		return shmc__fail(c, rc, "index entry points outside the data area");
-	bool present = rc == 0 && !expired(c, &f, &now);
+	bool present = rc == 0 && !expired(c, &f, &now) && f.hdr.kind == SHMC__ITEM_VALUE;
 	if (w->mode == WRITE_INCR && (rc == 0 ? f.entry : 0) != w->expect_entry)
 		return SHMC_EAGAIN_INTERNAL;
 	if ((w->flags & SHMC_NX) && present)
 		return shmc__fail(c, SHMC_EEXIST, "key exists (SHMC_NX)");
 	if ((w->flags & SHMC_XX) && !present)
 		return shmc__fail(c, SHMC_ENOTFOUND, "key absent (SHMC_XX)");
+	/* This write wins over a fill of the key in flight. */
+	shmc__lease_cancel_locked(c, k);
 	if (rc == 0) {
 		/* An overwrite keeps its key's standing: if the old item was
 		 * read or had reached main, the new one is marked read, so
@@ -309,7 +317,7 @@ static int write_commit(shmc_cache *c, struct shmc__tctx *t, const struct shmc__
 	if (rc)
 		shmc__log_item_dead(c, t, w->off, item_size);
 	else if (displaced)
-		entry_dead(c, t, displaced);
+		shmc__entry_dead(c, t, displaced);
 	else
 		shmc__count(t, SHMC__CTR_items_added, 1);
 	shmc__rcu_read_exit(c, t);
@@ -340,11 +348,11 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 	bool sampled = shmc__sample_now(c, t);
 	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
 
-	uint64_t expire = default_expiry(c, ttl_ms);
+	uint64_t expire = shmc__expiry_for(c, ttl_ms);
 	struct shmc__keyref k;
 	shmc__keyref_init(c, &k, key, klen);
 	struct write_req w = {.flags = flags, .mode = WRITE_SET};
-	rc = shmc__log_append(c, t, admission_log(c, &k), key, klen, val, vlen, expire, &w.off);
+	rc = shmc__log_append(c, t, shmc__admission_log(c, &k), key, klen, val, vlen, expire, &w.off);
 	if (rc)
 		return rc;
 	SHMC__FAULT_POINT("set.appended");
@@ -371,16 +379,18 @@ int shmc_del(shmc_cache *c, const void *key, size_t klen)
 	shmc__rcu_read_enter(c, t);
 	shmc__bucket_lock(c, t, k.bucket);
 	SHMC__FAULT_POINT("del.locked");
+	shmc__lease_cancel_locked(c, &k); /* wins over a fill in flight */
 	rc = shmc__index_find(c, &k, &f);
 	if (rc == 0) {
-		/* An expired item is removed too, but reported absent. */
-		rc = expired(c, &f, &now) ? SHMC_ENOTFOUND : 0;
+		/* An expired item (or a cached "absent") is removed too, but
+		 * reported absent. */
+		rc = expired(c, &f, &now) || f.hdr.kind != SHMC__ITEM_VALUE ? SHMC_ENOTFOUND : 0;
 		removed = shmc__index_remove_locked(c, &k, &f);
 		SHMC__FAULT_POINT("del.removed");
 	}
 	shmc__bucket_unlock(c, t, k.bucket);
 	if (removed) {
-		entry_dead(c, t, removed);
+		shmc__entry_dead(c, t, removed);
 		shmc__count(t, SHMC__CTR_items_removed, 1);
 	}
 	shmc__rcu_read_exit(c, t);
@@ -438,7 +448,7 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 		rc = shmc__index_find(c, &k, &f);
 		if (rc == 0) {
 			entry = f.entry;
-			live = !expired(c, &f, &now);
+			live = !expired(c, &f, &now) && f.hdr.kind == SHMC__ITEM_VALUE;
 			if (live && !parse_i64(f.item + SHMC__ITEM_HDR + klen, f.hdr.vlen, &cur))
 				rc = SHMC_ENOTNUM;
 		} else if (rc == SHMC_ENOTFOUND) {
@@ -454,11 +464,11 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 					  cur, delta);
 		/* A live key keeps its expiry; a new (or expired) one gets the
 		 * default TTL. */
-		uint64_t expire = live ? f.expire_abs_ms : default_expiry(c, 0);
+		uint64_t expire = live ? f.expire_abs_ms : shmc__expiry_for(c, 0);
 		char text[24];
 		int n = snprintf(text, sizeof(text), "%" PRId64, next);
 		struct write_req w = {.mode = WRITE_INCR, .expect_entry = entry};
-		rc = shmc__log_append(c, t, admission_log(c, &k), key, klen, text, (size_t)n, expire,
+		rc = shmc__log_append(c, t, shmc__admission_log(c, &k), key, klen, text, (size_t)n, expire,
 				      &w.off);
 		if (rc)
 			return rc;
@@ -474,50 +484,4 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 			*out = next;
 		return 0;
 	}
-}
-
-static int fetch_through(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
-			 size_t *vlen, shmc_loader_fn loader, void *arg)
-{
-	int rc = shmc_get(c, key, klen, buf, cap, vlen);
-	if (rc != SHMC_ENOTFOUND)
-		return rc;
-	if (!loader)
-		return shmc__fail(c, SHMC_EUPLINK, "no loader and no uplink configured");
-	void *val = NULL;
-	size_t len = 0;
-	uint32_t ttl_ms = 0;
-	rc = loader(arg, key, klen, &val, &len, &ttl_ms);
-	if (rc) {
-		free(val);
-		return rc == SHMC_ENOTFOUND ? rc : shmc__fail(c, rc, "loader failed");
-	}
-	rc = (c->flags & SHMC_RDONLY) ? 0 : shmc_set(c, key, klen, val, len, ttl_ms, 0);
-	if (rc == 0 || rc == SHMC_ENOSPC) {
-		/* A full cache still answers with the loaded value. */
-		*vlen = len;
-		if (len > cap)
-			rc = shmc__fail(c, SHMC_ERANGE, "value is %zu bytes, buffer %zu", len, cap);
-		else {
-			if (len)
-				memcpy(buf, val, len);
-			rc = 0;
-		}
-	}
-	free(val);
-	return rc;
-}
-
-int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
-	       shmc_loader_fn loader, void *arg)
-{
-	if (!c)
-		return SHMC_EINVAL;
-	TCTX_OR_RETURN(c, t);
-	bool sampled = shmc__sample_now(c, t);
-	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
-	int rc = fetch_through(c, key, klen, buf, cap, vlen, loader, arg);
-	if (sampled)
-		shmc__obs_latency(c, SHMC_OP_FETCH, shmc__obs_now_ns() - start_ns);
-	return rc;
 }

@@ -148,6 +148,7 @@ static int reregister_locked(shmc_cache *c)
 	c->fd = fd;
 	c->fork_gen = shmc__fork_gen;
 	shmc__roles_forget(c);
+	shmc__refresher_forget(c);
 	int rc = shmc__proc_attach(c);
 	if (!rc && c->run_roles)
 		rc = shmc__roles_start(c);
@@ -236,6 +237,8 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 		rc = shmc__proc_attach(c);
 	c->run_roles = o->sweeper && !(flags & SHMC_RDONLY);
 	c->sample_period = o->sample_period;
+	c->fill_timeout_ms = o->fill_timeout_ms;
+	c->xfetch_beta = o->xfetch_beta;
 	if (!rc && c->run_roles && (rc = shmc__roles_start(c)) != 0)
 		shmc__proc_detach(c);
 	if (rc) {
@@ -268,11 +271,15 @@ int shmc_close(shmc_cache *c)
 	pthread_mutex_unlock(&registry_lock);
 
 	bool ours = c->fork_gen == shmc__fork_gen;
-	/* The role thread first: a holder still uses its context. */
-	if (ours)
+	/* Threads first: a role holder or the refresher still uses its
+	 * context. */
+	if (ours) {
 		shmc__roles_stop(c);
-	else
+		shmc__refresher_stop(c);
+	} else {
 		shmc__roles_forget(c);
+		shmc__refresher_forget(c);
+	}
 	while (c->tctx_list) {
 		struct shmc__tctx *t = c->tctx_list;
 		c->tctx_list = t->next;

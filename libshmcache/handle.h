@@ -33,6 +33,9 @@ struct shmc__geometry {
 	uint32_t max_key_bytes;
 	uint32_t default_ttl_ms;
 	uint32_t ttl_jitter_pct;
+	uint32_t nleases;
+	uint32_t negative_ttl_ms;
+	uint32_t stale_ms;
 };
 
 /* A thread's open chunk of one log. */
@@ -75,7 +78,12 @@ struct shmc_cache {
 	struct shmc__chunk *chunks;
 	unsigned char *data;
 	struct shmc__obs *obs;
+	struct shmc__lease *leases;
 	uint32_t sample_period;  /* 0 = no sampling (this process's choice) */
+	uint32_t fill_timeout_ms;
+	double xfetch_beta;      /* 0 = no early refresh */
+	uint64_t loader_avg_ns;  /* recent loader duration (fetch.c) */
+	struct shmc__refresher *refresher; /* fetch.c; started on first use */
 	struct shmc__geometry geo;
 	uint32_t proc_idx;
 
@@ -126,6 +134,11 @@ static inline void shmc__count(struct shmc__tctx *t, enum shmc__counter k, uint6
 	uint64_t *p = &t->slot->counters[k];
 	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
+
+/* fetch.c: stop the process's refresher thread (at close), or forget the
+ * parent's (in a fork child). */
+void shmc__refresher_stop(shmc_cache *c);
+void shmc__refresher_forget(shmc_cache *c);
 
 /* Coarse monotonic milliseconds (vDSO, no system call). */
 uint64_t shmc__now_ms(void);

@@ -40,9 +40,22 @@ static bool claim_slot(struct shmc__bucket *b, uint64_t e)
 	return false;
 }
 
+void shmc__keyref_from_hash(const shmc_cache *c, struct shmc__keyref *k, uint64_t hash)
+{
+	k->key = NULL;
+	k->klen = 0;
+	k->hash = hash;
+	k->bucket = (uint32_t)(((hash & 0xffffffffu) * (uint64_t)c->geo.nbuckets) >> 32);
+	k->tag = (uint16_t)(hash >> SHMC__ENTRY_TAG_SHIFT);
+}
+
 int shmc__index_insert_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t off)
 {
-	uint64_t e = shmc__entry_make(k->tag, off);
+	return shmc__index_insert_entry_locked(c, k, shmc__entry_make(k->tag, off));
+}
+
+int shmc__index_insert_entry_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t e)
+{
 	struct shmc__bucket *primary = &c->buckets[k->bucket];
 	for (uint32_t n = 0; n <= SHMC__MAX_PROBE && n < c->geo.nbuckets; n++) {
 		struct shmc__bucket *b = &c->buckets[shmc__neighbour(c, k->bucket, n)];

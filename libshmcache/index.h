@@ -79,6 +79,10 @@ struct shmc__keyref {
 void shmc__keyref_init(const struct shmc_cache *c, struct shmc__keyref *k, const void *key,
 		       size_t klen);
 
+/* The key reference of a key known only by its hash (key NULL): enough to
+ * find its bucket and entries, not to compare keys. */
+void shmc__keyref_from_hash(const struct shmc_cache *c, struct shmc__keyref *k, uint64_t hash);
+
 /* A key's ghost fingerprint: hash bits that neither the bucket (low 32)
  * nor the tag (top 16) uses, never 0 (= no ghost). */
 static inline uint16_t shmc__ghost_fp(const struct shmc__keyref *k)
@@ -105,6 +109,9 @@ struct shmc__found {
  * whole of a GET). */
 
 int shmc__index_insert_locked(struct shmc_cache *c, const struct shmc__keyref *k, uint64_t off);
+/* The same for any entry word (a fill lease's, see lease.h). */
+int shmc__index_insert_entry_locked(struct shmc_cache *c, const struct shmc__keyref *k,
+				    uint64_t e);
 uint64_t shmc__index_replace_locked(struct shmc_cache *c, const struct shmc__keyref *k,
 				    struct shmc__found *f, uint64_t off);
 uint64_t shmc__index_remove_locked(struct shmc_cache *c, const struct shmc__keyref *k,

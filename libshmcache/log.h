@@ -35,7 +35,8 @@
 
 #define SHMC__ITEM_HDR 12u
 
-enum { SHMC__ITEM_VALUE = 1 };
+/* item kinds */
+enum { SHMC__ITEM_VALUE = 1, SHMC__ITEM_NEGATIVE = 2 /* a cached "absent" (fetch.c) */ };
 
 struct shmc__item_hdr {
 	uint32_t expire_rel; /* ms after chunk base_ms; 0 = no expiry */

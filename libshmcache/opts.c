@@ -23,6 +23,8 @@ void shmc__opts_defaults(struct shmc_opts *o)
 	o->max_threads = 1024;
 	o->sweeper = 1;
 	o->sample_period = SHMC__DEFAULT_SAMPLE_PERIOD;
+	o->negative_ttl_ms = SHMC__DEFAULT_NEGATIVE_TTL_MS;
+	o->fill_timeout_ms = SHMC__DEFAULT_FILL_TIMEOUT_MS;
 }
 
 int shmc_opts_create(shmc_opts **out)
@@ -152,5 +154,37 @@ int shmc_opts_set_sampling(shmc_opts *o, unsigned period)
 	if (!o || period > (1u << 20) || (period & (period - 1)))
 		return SHMC_EINVAL;
 	o->sample_period = period;
+	return 0;
+}
+
+int shmc_opts_set_negative_ttl(shmc_opts *o, uint32_t ttl_ms)
+{
+	if (!o)
+		return SHMC_EINVAL;
+	o->negative_ttl_ms = ttl_ms;
+	return 0;
+}
+
+int shmc_opts_set_stale_window(shmc_opts *o, uint32_t ms)
+{
+	if (!o)
+		return SHMC_EINVAL;
+	o->stale_ms = ms;
+	return 0;
+}
+
+int shmc_opts_set_xfetch_beta(shmc_opts *o, double beta)
+{
+	if (!o || !(beta >= 0.0) || beta > 1e6)
+		return SHMC_EINVAL;
+	o->xfetch_beta = beta;
+	return 0;
+}
+
+int shmc_opts_set_fill_timeout(shmc_opts *o, uint32_t ms)
+{
+	if (!o || ms == 0)
+		return SHMC_EINVAL;
+	o->fill_timeout_ms = ms;
 	return 0;
 }

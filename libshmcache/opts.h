@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 #define SHMC__DEFAULT_SAMPLE_PERIOD 64u
+#define SHMC__DEFAULT_NEGATIVE_TTL_MS 1000u
+#define SHMC__DEFAULT_FILL_TIMEOUT_MS 5000u
 
 struct shmc_opts {
 	size_t size_bytes;
@@ -20,6 +22,10 @@ struct shmc_opts {
 	unsigned max_threads;
 	int sweeper;
 	unsigned sample_period; /* 0 = no sampling */
+	uint32_t negative_ttl_ms;
+	uint32_t stale_ms;
+	double xfetch_beta;     /* 0 = no early refresh */
+	uint32_t fill_timeout_ms;
 };
 
 void shmc__opts_defaults(struct shmc_opts *o);

@@ -15,6 +15,7 @@
 #include "segment.h"
 
 #include "handle.h"
+#include "lease.h"
 #include "obs.h"
 #include "opts.h"
 
@@ -80,6 +81,9 @@ uint64_t shmc__layout_signature(void)
 		F(struct shmc__obs, hot_lock),
 		F(struct shmc__obs, hot),
 		SHMC_LATENCY_BUCKETS,
+		sizeof(struct shmc__lease),
+		F(struct shmc__lease, key_hash),
+		F(struct shmc__header, stale_ms),
 	};
 #undef F
 	return XXH64(facts, sizeof(facts), 0x5348434dull);
@@ -101,8 +105,15 @@ static uint64_t align64(uint64_t v)
 /* Region offsets as a function of the parameters: used to lay out a new
  * segment and to check an existing one. */
 struct layout {
-	uint64_t off_procs, off_threads, off_obs, off_buckets, off_chunks, off_data, end;
+	uint64_t off_procs, off_threads, off_obs, off_leases, off_buckets, off_chunks, off_data, end;
 };
+
+/* One fill lease per thread slot (a thread fills one key at a time), at
+ * least a few dozen. */
+static uint32_t leases_for(uint32_t max_threads)
+{
+	return max_threads < 64 ? 64 : max_threads;
+}
 
 static void layout_compute(uint32_t max_procs, uint32_t max_threads, uint32_t nbuckets,
 			   uint32_t nchunks, uint32_t chunk_bytes, struct layout *l)
@@ -110,7 +121,9 @@ static void layout_compute(uint32_t max_procs, uint32_t max_threads, uint32_t nb
 	l->off_procs = SHMC__HEADER_BYTES;
 	l->off_threads = align64(l->off_procs + (uint64_t)max_procs * sizeof(struct shmc__proc_slot));
 	l->off_obs = align64(l->off_threads + (uint64_t)max_threads * sizeof(struct shmc__thread_slot));
-	l->off_buckets = align64(l->off_obs + sizeof(struct shmc__obs));
+	l->off_leases = align64(l->off_obs + sizeof(struct shmc__obs));
+	l->off_buckets =
+		align64(l->off_leases + (uint64_t)leases_for(max_threads) * sizeof(struct shmc__lease));
 	l->off_chunks = align64(l->off_buckets + (uint64_t)nbuckets * sizeof(struct shmc__bucket));
 	l->off_data = (l->off_chunks + (uint64_t)nchunks * sizeof(struct shmc__chunk) + 4095) &
 		      ~(uint64_t)4095;
@@ -227,6 +240,8 @@ static int plan_new(const struct shmc_opts *o, struct shmc__header *h, struct la
 	h->max_key_bytes = (uint32_t)o->max_key_bytes;
 	h->default_ttl_ms = o->default_ttl_ms;
 	h->ttl_jitter_pct = o->ttl_jitter_pct;
+	h->negative_ttl_ms = o->negative_ttl_ms;
+	h->stale_ms = o->stale_ms;
 	return 0;
 }
 
@@ -258,6 +273,8 @@ static int init_new(shmc_cache *c, const struct shmc_opts *o)
 	h->off_chunks = l.off_chunks;
 	h->off_data = l.off_data;
 	h->off_obs = l.off_obs;
+	h->off_leases = l.off_leases;
+	h->nleases = leases_for(h->max_threads);
 	h->gp_ctr = 1;
 	h->free_hint = h->nchunks;
 	h->immutable_sum = header_sum(h);
@@ -368,7 +385,8 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 		struct layout l;
 		layout_compute(h->max_procs, h->max_threads, h->nbuckets, h->nchunks, chunk, &l);
 		if (h->off_procs != l.off_procs || h->off_threads != l.off_threads ||
-		    h->off_obs != l.off_obs || h->off_buckets != l.off_buckets ||
+		    h->off_obs != l.off_obs || h->off_leases != l.off_leases ||
+		    h->nleases != leases_for(h->max_threads) || h->off_buckets != l.off_buckets ||
 		    h->off_chunks != l.off_chunks ||
 		    h->off_data != l.off_data)
 			bad = "region offsets";
@@ -392,6 +410,9 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	g->max_key_bytes = h->max_key_bytes;
 	g->default_ttl_ms = h->default_ttl_ms;
 	g->ttl_jitter_pct = h->ttl_jitter_pct;
+	g->nleases = h->nleases;
+	g->negative_ttl_ms = h->negative_ttl_ms;
+	g->stale_ms = h->stale_ms;
 
 	c->hdr = (struct shmc__header *)c->base;
 	c->procs = (struct shmc__proc_slot *)(c->base + h->off_procs);
@@ -399,6 +420,7 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	c->buckets = (struct shmc__bucket *)(c->base + h->off_buckets);
 	c->chunks = (struct shmc__chunk *)(c->base + h->off_chunks);
 	c->obs = (struct shmc__obs *)(c->base + h->off_obs);
+	c->leases = (struct shmc__lease *)(c->base + h->off_leases);
 	c->data = c->base + h->off_data;
 	return 0;
 }

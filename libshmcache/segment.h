@@ -35,7 +35,10 @@ enum {
 #define SHMC__COUNTER_MAP(X)                                                     \
 	X(gets) X(misses) X(sets) X(deletes) X(incrs) X(expirations)             \
 	X(evicted_probation) X(evicted_clock) X(evicted_direct) X(enospc)        \
-	X(bytes_written) X(items_added) X(items_removed) X(promotions)
+	X(bytes_written) X(items_added) X(items_removed) X(promotions)           \
+	X(fills) X(coalesced_waits) X(origin_calls) X(lease_takeovers)           \
+	X(negative_hits) X(stale_serves) X(refreshes) X(loader_errors)           \
+	X(stale_if_error)
 
 /* A background role's lease and its persisted state. Whoever holds the
  * lease (a robust, process-shared mutex) runs the role; when the holder
@@ -82,7 +85,12 @@ struct shmc__header {
 	uint64_t off_chunks;
 	uint64_t off_data;
 	uint64_t off_obs;          /* struct shmc__obs (obs.h) */
-	uint64_t reserved_immutable[11];
+	uint64_t off_leases;       /* nleases struct shmc__lease (lease.h) */
+	uint32_t nleases;
+	uint32_t negative_ttl_ms;  /* TTL of cached "absent" answers */
+	uint32_t stale_ms;         /* stale window past an item's TTL */
+	uint32_t reserved32;
+	uint64_t reserved_immutable[8];
 	/* XXH64 of every immutable field above (this one counted as 0):
 	 * catches a scribble that leaves the geometry plausible. */
 	uint64_t immutable_sum;

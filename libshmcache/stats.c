@@ -52,6 +52,15 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 	out->enospc = ctr[SHMC__CTR_enospc];
 	out->bytes_written = ctr[SHMC__CTR_bytes_written];
 	out->promotions = ctr[SHMC__CTR_promotions];
+	out->fills = ctr[SHMC__CTR_fills];
+	out->coalesced_waits = ctr[SHMC__CTR_coalesced_waits];
+	out->origin_calls = ctr[SHMC__CTR_origin_calls];
+	out->lease_takeovers = ctr[SHMC__CTR_lease_takeovers];
+	out->negative_hits = ctr[SHMC__CTR_negative_hits];
+	out->stale_serves = ctr[SHMC__CTR_stale_serves];
+	out->refreshes = ctr[SHMC__CTR_refreshes];
+	out->loader_errors = ctr[SHMC__CTR_loader_errors];
+	out->stale_if_error = ctr[SHMC__CTR_stale_if_error];
 	const struct shmc__role *sweeper = &c->hdr->role[SHMC__ROLE_SWEEPER];
 	out->sweeper_pid = uatomic_read(&sweeper->holder_pid);
 	out->sweeper_handovers = uatomic_read(&sweeper->handovers);

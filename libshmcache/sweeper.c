@@ -27,6 +27,7 @@
 #include "handle.h"
 #include "index.h"
 #include "index_read.h"
+#include "lease.h"
 #include "log.h"
 #include "rcu.h"
 #include "fault.h"
@@ -145,6 +146,7 @@ static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint
 			 * appended). Ours until published: a plain store. */
 			if (policy == KEEP_ALL && h.refbit && dest == log)
 				c->data[to + offsetof(struct shmc__item_hdr, refbit)] = 1;
+			c->data[to + offsetof(struct shmc__item_hdr, kind)] = h.kind;
 			shmc__index_replace_locked(c, &kr, &f, to);
 		} else {
 			shmc__index_remove_locked(c, &kr, &f);
@@ -542,6 +544,7 @@ void shmc__sweeper_run(shmc_cache *c, struct shmc__tctx *t, const bool *stop)
 				shmc__reap_pass(c, t, &rr);
 			}
 			expiry_walk(c, t, r, now);
+			shmc__lease_reap(c, t);
 			uint64_t ops = ops_so_far(c);
 			busy = ops != last_ops;
 			last_ops = ops;

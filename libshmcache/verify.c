@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "handle.h"
 #include "index.h"
+#include "lease.h"
 #include "index_read.h"
 #include "log.h"
 
@@ -164,8 +165,17 @@ static void check_entry(struct walk *w, uint32_t b, int s, uint64_t e)
 {
 	shmc_cache *c = w->c;
 	if (!(e & SHMC__ENTRY_ITEM)) {
-		note(w, true, "bucket %u slot %d: entry %016llx is not an item", b, s,
-		     (unsigned long long)e);
+		/* A fill lease's entry: it must name a lease record for a key
+		 * with this tag. (A fill may finish while we look: a record
+		 * no longer FILLING is not an error.) */
+		uint32_t idx = shmc__lease_index(e);
+		const struct shmc__lease *l = idx < c->geo.nleases ? &c->leases[idx] : NULL;
+		if (!l || (uint16_t)(uatomic_read(&l->key_hash) >> SHMC__ENTRY_TAG_SHIFT) !=
+				  shmc__entry_tag(e)) {
+			if (!l || uatomic_read(&l->state) == SHMC__LEASE_FILLING)
+				note(w, true, "bucket %u slot %d: entry %016llx is neither an item "
+					      "nor a fill lease", b, s, (unsigned long long)e);
+		}
 		return;
 	}
 	uint64_t off = shmc__entry_off(e);

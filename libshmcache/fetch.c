@@ -1,0 +1,604 @@
+/*
+ * fetch.c - read-through: shmc_fetch with host-wide single-flight (fill
+ * leases, lease.h), negative caching and stale-while-revalidate.
+ *
+ * A fetch looks the key up; a fresh value returns at once. On a miss the
+ * fetcher takes the key's bucket lock and either joins the key's lease (and
+ * waits on it) or claims one (and fills). A filler appends the loaded item
+ * before locking, then publishes it by turning its lease entry into the
+ * item's entry, if that entry is still there and still its own: a write of
+ * the key removed it (the write wins), a waiter that took the fill over
+ * owns it now. Waiters then look the key up again; an error or "absent"
+ * reaches them through the lease record.
+ *
+ * A stale hit (past the TTL, inside the stale window) returns the value
+ * and queues one refresh on this process's refresher thread, under a lease
+ * claimed for it, so the host runs one refresh per expiry. A failed
+ * refresh leaves the stale value and its lease in place, ownerless, for a
+ * cooling-down second: stale serves meanwhile count as stale-if-error, and
+ * a caller that really misses takes the lease over at once.
+ */
+#include "handle.h"
+#include "index.h"
+#include "index_read.h"
+#include "lease.h"
+#include "log.h"
+#include "obs.h"
+#include "rcu.h"
+#include "write.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "atomic.h"
+
+#define FETCH_ROUNDS 4             /* looks before loading without a lease */
+#define REFRESH_COOLDOWN_MS 1000   /* after a failed refresh */
+#define REFRESH_QUEUE_MAX 1024     /* pending refreshes per process */
+
+/* One shmc_fetch call. */
+struct fetch {
+	shmc_cache *c;
+	struct shmc__tctx *t;
+	struct shmc__keyref k;
+	void *buf;
+	size_t cap;
+	size_t *vlen;
+	shmc_loader_fn loader;
+	void *arg;
+};
+
+/* What a look-up found. */
+enum found { FOUND_NOTHING, FOUND_FRESH, FOUND_STALE, FOUND_ABSENT };
+
+/* Look the key up inside a read section, copying a value out (*rc =
+ * SHMC_ERANGE if it does not fit). *soft receives the item's soft expiry
+ * (0 = none). Counts like a shmc_get. */
+static enum found look(struct fetch *f, int *rc, uint64_t *soft)
+{
+	shmc_cache *c = f->c;
+	struct shmc__found fd;
+	*rc = 0;
+	*soft = 0;
+	int r = shmc__index_find(c, &f->k, &fd);
+	shmc__count(f->t, SHMC__CTR_gets, 1);
+	if (r != 0) {
+		if (r != SHMC_ENOTFOUND)
+			*rc = shmc__fail(c, r, "index entry points outside the data area");
+		shmc__count(f->t, SHMC__CTR_misses, 1);
+		return FOUND_NOTHING;
+	}
+	uint64_t now = shmc__clock_ms(c), hard = fd.expire_abs_ms;
+	if (hard && now >= hard) {
+		shmc__count(f->t, SHMC__CTR_expirations, 1);
+		shmc__count(f->t, SHMC__CTR_misses, 1);
+		return FOUND_NOTHING;
+	}
+	if (!fd.hdr.refbit)
+		CMM_STORE_SHARED(fd.item[offsetof(struct shmc__item_hdr, refbit)], 1);
+	if (fd.hdr.kind == SHMC__ITEM_NEGATIVE) {
+		shmc__count(f->t, SHMC__CTR_misses, 1);
+		return FOUND_ABSENT;
+	}
+	*f->vlen = fd.hdr.vlen;
+	if (fd.hdr.vlen > f->cap)
+		*rc = SHMC_ERANGE;
+	else if (fd.hdr.vlen)
+		memcpy(f->buf, fd.item + SHMC__ITEM_HDR + f->k.klen, fd.hdr.vlen);
+	if (hard && c->geo.stale_ms) {
+		*soft = hard - c->geo.stale_ms;
+		if (now >= *soft)
+			return FOUND_STALE;
+	}
+	return FOUND_FRESH;
+}
+
+static int erange(struct fetch *f)
+{
+	return shmc__fail(f->c, SHMC_ERANGE, "value is %zu bytes, buffer %zu", *f->vlen, f->cap);
+}
+
+/* Remove our lease entry from the index (the fill stores nothing). */
+static void drop_entry(struct fetch *f, uint64_t entry)
+{
+	shmc_cache *c = f->c;
+	shmc__bucket_lock(c, f->t, f->k.bucket);
+	uint64_t *slot = shmc__lease_slot_locked(c, &f->k, entry);
+	if (slot)
+		uatomic_cmpxchg(slot, entry, 0);
+	shmc__bucket_unlock(c, f->t, f->k.bucket);
+}
+
+/* Store a loaded value (or, kind NEGATIVE, an "absent") through lease idx:
+ * only if its entry is still in the index and the lease still ours. A
+ * stale item of the key, if any, is replaced. Returns 0 if stored, else
+ * SHMC__LEASE_RETRY (the entry is then gone from the index). */
+static int store_through_lease(struct fetch *f, uint32_t idx, uint64_t entry, const void *val,
+			       size_t len, uint64_t expire, uint8_t kind)
+{
+	shmc_cache *c = f->c;
+	struct shmc__tctx *t = f->t;
+	uint64_t off, bytes = SHMC__ITEM_HDR + f->k.klen + (uint64_t)len;
+	if (shmc__log_append(c, t, shmc__admission_log(c, &f->k), f->k.key, f->k.klen, val, len,
+			     expire, &off) != 0) {
+		drop_entry(f, entry);
+		return SHMC__LEASE_RETRY;
+	}
+	c->data[off + offsetof(struct shmc__item_hdr, kind)] = kind; /* ours until published */
+	uint64_t displaced = 0;
+	bool stored = false;
+	shmc__rcu_read_enter(c, t);
+	shmc__bucket_lock(c, t, f->k.bucket);
+	uint64_t *slot = shmc__lease_slot_locked(c, &f->k, entry);
+	if (slot && shmc__claim_owner(uatomic_read(&c->leases[idx].claim)) == t->lock_id) {
+		struct shmc__found old;
+		if (shmc__index_find(c, &f->k, &old) == 0) {
+			displaced = shmc__index_replace_locked(c, &f->k, &old, off);
+			uatomic_xchg(slot, 0);
+		} else {
+			uatomic_xchg(slot, shmc__entry_make(f->k.tag, off));
+		}
+		stored = true;
+	}
+	shmc__bucket_unlock(c, t, f->k.bucket);
+	if (!stored)
+		shmc__log_item_dead(c, t, off, bytes);
+	else if (displaced)
+		shmc__entry_dead(c, t, displaced);
+	else
+		shmc__count(t, SHMC__CTR_items_added, 1);
+	shmc__rcu_read_exit(c, t);
+	if (stored)
+		shmc__count(t, SHMC__CTR_sets, 1);
+	return stored ? 0 : SHMC__LEASE_RETRY;
+}
+
+/* How long loader calls take here, for XFetch: an average kept with
+ * relaxed stores (a lost update costs nothing). */
+static void note_loader_time(shmc_cache *c, uint64_t ns)
+{
+	uint64_t avg = uatomic_read(&c->loader_avg_ns);
+	uatomic_set(&c->loader_avg_ns, avg ? avg - avg / 8 + ns / 8 : ns);
+}
+
+/* Run the loader under lease idx (owned by the caller) and store what it
+ * returned. *val is the caller's to free. Returns the loader's code. */
+static int load_and_store(struct fetch *f, uint32_t idx, uint64_t entry, void **val, size_t *len,
+			  int *lease_result)
+{
+	shmc_cache *c = f->c;
+	uint32_t ttl = 0;
+	*val = NULL;
+	*len = 0;
+	shmc__count(f->t, SHMC__CTR_origin_calls, 1);
+	uint64_t t0 = shmc__obs_now_ns();
+	int rc = f->loader(f->arg, f->k.key, f->k.klen, val, len, &ttl);
+	note_loader_time(c, shmc__obs_now_ns() - t0);
+	bool rdonly = c->flags & SHMC_RDONLY;
+	if (rc == 0) {
+		if (SHMC__ITEM_HDR + f->k.klen + (uint64_t)*len > c->geo.chunk_bytes) {
+			drop_entry(f, entry);
+			*lease_result = SHMC_ETOOBIG;
+			return shmc__fail(c, SHMC_ETOOBIG,
+					  "loaded value of %zu bytes exceeds the limit of %zu for this key",
+					  *len, (size_t)(c->geo.chunk_bytes - SHMC__ITEM_HDR - f->k.klen));
+		}
+		shmc__count(f->t, SHMC__CTR_fills, 1);
+		*lease_result = rdonly ? SHMC__LEASE_RETRY
+				       : store_through_lease(f, idx, entry, *val, *len,
+							     shmc__expiry_for(c, ttl), SHMC__ITEM_VALUE);
+		if (rdonly)
+			drop_entry(f, entry);
+		return 0;
+	}
+	if (rc == SHMC_ENOTFOUND) {
+		shmc__count(f->t, SHMC__CTR_fills, 1);
+		if (c->geo.negative_ttl_ms && !rdonly)
+			store_through_lease(f, idx, entry, NULL, 0,
+					    shmc__expiry_in(c->geo.negative_ttl_ms), SHMC__ITEM_NEGATIVE);
+		else
+			drop_entry(f, entry);
+		*lease_result = SHMC_ENOTFOUND;
+		return rc;
+	}
+	shmc__count(f->t, SHMC__CTR_loader_errors, 1);
+	drop_entry(f, entry);
+	*lease_result = rc;
+	return shmc__fail(c, rc, "loader failed: %s", shmc_strerror(rc));
+}
+
+/* Hand a loaded value to the caller. */
+static int deliver(struct fetch *f, int rc, void *val, size_t len)
+{
+	if (rc == 0) {
+		*f->vlen = len;
+		if (len > f->cap)
+			rc = erange(f);
+		else if (len)
+			memcpy(f->buf, val, len);
+	}
+	free(val);
+	return rc;
+}
+
+/* Fill under lease idx, which the caller owns; wake its waiters. */
+static int fill(struct fetch *f, uint32_t idx, uint64_t entry)
+{
+	void *val;
+	size_t len;
+	int lease_result;
+	int rc = load_and_store(f, idx, entry, &val, &len, &lease_result);
+	shmc__lease_finish(f->c, idx, lease_result);
+	return deliver(f, rc, val, len);
+}
+
+/* No lease to be had (none free, index full, read-only handle, or the
+ * key keeps vanishing): load for this caller alone and try a plain set. */
+static int load_alone(struct fetch *f)
+{
+	shmc_cache *c = f->c;
+	void *val = NULL;
+	size_t len = 0;
+	uint32_t ttl = 0;
+	shmc__count(f->t, SHMC__CTR_origin_calls, 1);
+	int rc = f->loader(f->arg, f->k.key, f->k.klen, &val, &len, &ttl);
+	if (rc == 0 && !(c->flags & SHMC_RDONLY)) {
+		int st = shmc_set(c, f->k.key, f->k.klen, val, len, ttl, 0);
+		if (st && st != SHMC_ENOSPC) {
+			free(val);
+			return st;
+		}
+	} else if (rc && rc != SHMC_ENOTFOUND) {
+		shmc__count(f->t, SHMC__CTR_loader_errors, 1);
+		rc = shmc__fail(c, rc, "loader failed: %s", shmc_strerror(rc));
+	}
+	return deliver(f, rc, val, len);
+}
+
+/* ------------------------------------------------------------- refreshes */
+
+struct refresh_job {
+	struct refresh_job *next;
+	uint32_t idx;
+	uint64_t entry;
+	shmc_loader_fn loader;
+	void *arg;
+	size_t klen;
+	unsigned char key[];
+};
+
+struct shmc__refresher {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	uint32_t queued;
+	struct refresh_job *head, *tail;
+	pthread_t thread;
+	shmc_cache *c;
+};
+
+/* Refresh one key under its lease, on the refresher thread. */
+static void refresh_run(shmc_cache *c, struct shmc__tctx *t, struct refresh_job *job)
+{
+	struct shmc__lease *l = &c->leases[job->idx];
+	uint64_t claim = uatomic_read(&l->claim);
+	/* Ours only if the fetcher that queued it still holds it. */
+	if (uatomic_read(&l->state) != SHMC__LEASE_FILLING ||
+	    uatomic_cmpxchg(&l->claim, claim,
+			    shmc__claim_make(t->lock_id, shmc__now_ms() + c->fill_timeout_ms)) != claim)
+		return;
+	struct fetch f = {.c = c, .t = t, .loader = job->loader, .arg = job->arg};
+	shmc__keyref_init(c, &f.k, job->key, job->klen);
+	shmc__count(t, SHMC__CTR_refreshes, 1);
+	void *val = NULL;
+	size_t len = 0;
+	uint32_t ttl = 0;
+	shmc__count(t, SHMC__CTR_origin_calls, 1);
+	uint64_t t0 = shmc__obs_now_ns();
+	int rc = job->loader(job->arg, job->key, job->klen, &val, &len, &ttl);
+	note_loader_time(c, shmc__obs_now_ns() - t0);
+	bool fits = SHMC__ITEM_HDR + job->klen + (uint64_t)len <= c->geo.chunk_bytes;
+	if (rc == 0 && fits) {
+		int st = store_through_lease(&f, job->idx, job->entry, val, len,
+					     shmc__expiry_for(c, ttl), SHMC__ITEM_VALUE);
+		shmc__lease_finish(c, job->idx, st);
+	} else if (rc == SHMC_ENOTFOUND) {
+		int st = c->geo.negative_ttl_ms
+				 ? store_through_lease(&f, job->idx, job->entry, NULL, 0,
+						       shmc__expiry_in(c->geo.negative_ttl_ms),
+						       SHMC__ITEM_NEGATIVE)
+				 : SHMC__LEASE_RETRY;
+		if (st)
+			drop_entry(&f, job->entry);
+		shmc__lease_finish(c, job->idx, SHMC_ENOTFOUND);
+	} else {
+		/* Stale-if-error: keep the stale value; leave the lease in the
+		 * index, ownerless, so no refresh starts for a while (a caller
+		 * that really misses takes it over at once). */
+		shmc__count(t, SHMC__CTR_loader_errors, 1);
+		uatomic_set(&l->claim, shmc__claim_make(0, shmc__now_ms() + REFRESH_COOLDOWN_MS));
+	}
+	free(val);
+}
+
+static void *refresher_main(void *arg)
+{
+	struct shmc__refresher *r = arg;
+	int err = 0;
+	struct shmc__tctx *t = shmc__tctx_get(r->c, &err);
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->head && !r->stop)
+			pthread_cond_wait(&r->cv, &r->mu);
+		struct refresh_job *job = r->head;
+		if (!job)
+			break;
+		r->head = job->next;
+		if (!r->head)
+			r->tail = NULL;
+		r->queued--;
+		bool stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (t && !stop)
+			refresh_run(r->c, t, job);
+		/* Not run (closing): its lease is abandoned; waiters or the
+		 * sweeper take it over. */
+		free(job);
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+/* The process's refresher, started on first use. Caller holds c->lock. */
+static struct shmc__refresher *refresher_get_locked(shmc_cache *c)
+{
+	if (c->refresher)
+		return c->refresher;
+	struct shmc__refresher *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->c = c;
+	if (pthread_create(&r->thread, NULL, refresher_main, r) != 0) {
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mu);
+		free(r);
+		return NULL;
+	}
+	c->refresher = r;
+	return r;
+}
+
+void shmc__refresher_stop(shmc_cache *c)
+{
+	struct shmc__refresher *r = c->refresher;
+	if (!r)
+		return;
+	c->refresher = NULL;
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+void shmc__refresher_forget(shmc_cache *c)
+{
+	/* The parent's thread does not exist in a fork child; its queue and
+	 * mutex are copies that nobody will ever serve. */
+	c->refresher = NULL;
+}
+
+/* A stale (or nearly stale) hit: queue one host-wide refresh of the key
+ * unless one is already under way. */
+static void refresh_async(struct fetch *f)
+{
+	shmc_cache *c = f->c;
+	if (!f->loader || (c->flags & SHMC_RDONLY))
+		return;
+	uint64_t entry = 0;
+	int rc;
+	shmc__rcu_read_enter(c, f->t);
+	shmc__bucket_lock(c, f->t, f->k.bucket);
+	uint64_t *slot = shmc__lease_find_locked(c, &f->k);
+	if (slot) {
+		/* Under way, or cooling down after a failure. */
+		uint32_t idx = shmc__lease_index(uatomic_read(slot));
+		if (!shmc__claim_owner(uatomic_read(&c->leases[idx].claim)))
+			shmc__count(f->t, SHMC__CTR_stale_if_error, 1);
+		rc = SHMC_EEXIST;
+	} else {
+		rc = shmc__lease_claim_locked(c, f->t, &f->k, f->t->lock_id,
+					      shmc__now_ms() + c->fill_timeout_ms, &entry);
+	}
+	shmc__bucket_unlock(c, f->t, f->k.bucket);
+	shmc__rcu_read_exit(c, f->t);
+	if (rc)
+		return;
+	uint32_t idx = shmc__lease_index(entry);
+	struct refresh_job *job = malloc(sizeof(*job) + f->k.klen);
+	pthread_mutex_lock(&c->lock);
+	struct shmc__refresher *r = job ? refresher_get_locked(c) : NULL;
+	pthread_mutex_unlock(&c->lock);
+	bool queued = false;
+	if (r) {
+		*job = (struct refresh_job){
+			.idx = idx, .entry = entry, .loader = f->loader, .arg = f->arg, .klen = f->k.klen};
+		memcpy(job->key, f->k.key, f->k.klen);
+		pthread_mutex_lock(&r->mu);
+		if (!r->stop && r->queued < REFRESH_QUEUE_MAX) {
+			if (r->tail)
+				r->tail->next = job;
+			else
+				r->head = job;
+			r->tail = job;
+			r->queued++;
+			queued = true;
+			pthread_cond_signal(&r->cv);
+		}
+		pthread_mutex_unlock(&r->mu);
+	}
+	if (!queued) {
+		free(job);
+		drop_entry(f, entry);
+		shmc__lease_finish(c, idx, SHMC__LEASE_RETRY);
+	}
+}
+
+/* XFetch (Vattani et al.): refresh a fresh item early with probability
+ * rising as its soft expiry nears, scaled by beta times the loader's
+ * average duration, so that the refresh is usually done before anyone
+ * sees the item stale. */
+static bool xfetch_due(shmc_cache *c, uint64_t soft)
+{
+	if (c->xfetch_beta <= 0.0 || !soft)
+		return false;
+	static __thread uint64_t rng;
+	if (!rng)
+		rng = (uint64_t)(uintptr_t)&rng * 0x9e3779b97f4a7c15ull | 1;
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	double u = ((double)(rng >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+	double delta_ms = (double)uatomic_read(&c->loader_avg_ns) / 1e6;
+	double gap = (double)soft - (double)shmc__clock_ms(c);
+	return delta_ms * c->xfetch_beta * -log(u) >= gap;
+}
+
+/* ------------------------------------------------------------ shmc_fetch */
+
+/* A caller waits on lease idx, which it joined. Returns 0 to look again,
+ * 1 if it took the fill over, or the code to return. */
+static int wait_on(struct fetch *f, uint32_t idx)
+{
+	shmc_cache *c = f->c;
+	shmc__count(f->t, SHMC__CTR_coalesced_waits, 1);
+	uint32_t timeout = c->fill_timeout_ms;
+	int w = shmc__lease_wait(c, f->t, idx, shmc__now_ms() + timeout, 2 * timeout);
+	if (w == 1) {
+		shmc__count(f->t, SHMC__CTR_lease_takeovers, 1);
+		return 1;
+	}
+	int result = w == SHMC__LEASE_DONE ? (int)uatomic_read(&c->leases[idx].result) : w;
+	shmc__lease_leave(c, idx);
+	if (result == 0 || result == SHMC__LEASE_RETRY)
+		return 0;
+	if (result == SHMC_ENOTFOUND)
+		return SHMC_ENOTFOUND;
+	if (result == SHMC_ETIMEDOUT)
+		return shmc__fail(c, result, "fill of this key still running after %u ms",
+				  2 * timeout);
+	return shmc__fail(c, result, "the fill this call waited for failed: %s",
+			  shmc_strerror(result));
+}
+
+static int fetch_run(struct fetch *f)
+{
+	shmc_cache *c = f->c;
+	struct shmc__tctx *t = f->t;
+	for (int round = 0; round < FETCH_ROUNDS; round++) {
+		int rc;
+		uint64_t soft;
+		shmc__rcu_read_enter(c, t);
+		enum found what = look(f, &rc, &soft);
+		shmc__rcu_read_exit(c, t);
+		switch (what) {
+		case FOUND_FRESH:
+			if (xfetch_due(c, soft))
+				refresh_async(f);
+			return rc == SHMC_ERANGE ? erange(f) : rc;
+		case FOUND_STALE:
+			shmc__count(t, SHMC__CTR_stale_serves, 1);
+			refresh_async(f);
+			return rc == SHMC_ERANGE ? erange(f) : rc;
+		case FOUND_ABSENT:
+			shmc__count(t, SHMC__CTR_negative_hits, 1);
+			return shmc__fail(c, SHMC_ENOTFOUND, "key not found (cached as absent)");
+		case FOUND_NOTHING:
+			if (rc)
+				return rc;
+			break;
+		}
+		if (!f->loader)
+			return shmc__fail(c, SHMC_EUPLINK, "no loader and no uplink configured");
+		if (c->flags & SHMC_RDONLY)
+			return load_alone(f);
+
+		/* A miss: join the key's fill or start one. */
+		enum { LOOK_AGAIN, JOINED, CLAIMED, ALONE } next;
+		uint64_t entry = 0;
+		uint32_t idx = 0;
+		shmc__rcu_read_enter(c, t);
+		shmc__bucket_lock(c, t, f->k.bucket);
+		struct shmc__found fd;
+		uint64_t *slot;
+		if (shmc__index_find(c, &f->k, &fd) == 0 &&
+		    (!fd.expire_abs_ms || shmc__clock_ms(c) < fd.expire_abs_ms)) {
+			next = LOOK_AGAIN; /* stored meanwhile */
+		} else if ((slot = shmc__lease_find_locked(c, &f->k)) != NULL) {
+			idx = shmc__lease_index(uatomic_read(slot));
+			uatomic_inc(&c->leases[idx].waiters); /* before unlock: see lease.c */
+			next = JOINED;
+		} else if (shmc__lease_claim_locked(c, t, &f->k, t->lock_id,
+						    shmc__now_ms() + c->fill_timeout_ms, &entry) == 0) {
+			idx = shmc__lease_index(entry);
+			next = CLAIMED;
+		} else {
+			next = ALONE;
+		}
+		shmc__bucket_unlock(c, t, f->k.bucket);
+		shmc__rcu_read_exit(c, t);
+
+		switch (next) {
+		case LOOK_AGAIN:
+			continue;
+		case CLAIMED:
+			return fill(f, idx, entry);
+		case ALONE:
+			return load_alone(f);
+		case JOINED:
+			break;
+		}
+		rc = wait_on(f, idx);
+		if (rc == 1) {
+			/* Took it over: fill, then leave as the waiter we were. */
+			entry = shmc__lease_entry(f->k.tag, idx, uatomic_read(&c->leases[idx].gen));
+			rc = fill(f, idx, entry);
+			shmc__lease_leave(c, idx);
+			return rc;
+		}
+		if (rc != 0)
+			return rc;
+	}
+	return load_alone(f);
+}
+
+int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen,
+	       shmc_loader_fn loader, void *arg)
+{
+	if (!c || !vlen || (!buf && cap))
+		return c ? shmc__fail(c, SHMC_EINVAL, "NULL argument") : SHMC_EINVAL;
+	int rc = shmc__check_key(c, key, klen);
+	if (rc)
+		return rc;
+	int err = 0;
+	struct shmc__tctx *t = shmc__tctx_get(c, &err);
+	if (!t)
+		return err;
+	bool sampled = shmc__sample_now(c, t);
+	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
+	struct fetch f = {
+		.c = c, .t = t, .buf = buf, .cap = cap, .vlen = vlen, .loader = loader, .arg = arg};
+	shmc__keyref_init(c, &f.k, key, klen);
+	rc = fetch_run(&f);
+	if (sampled)
+		shmc__obs_latency(c, SHMC_OP_FETCH, shmc__obs_now_ns() - start_ns);
+	return rc;
+}
