@@ -42,8 +42,8 @@
 
 enum copy_result {
 	COPY_OK = 0,
-	COPY_RETRY,     /* the slot or the chunk changed: try the slot again */
-	COPY_CORRUPT,   /* stable, but fails the bounds checks */
+	COPY_RETRY,	/* the slot or the chunk changed: try the slot again */
+	COPY_CORRUPT,	/* stable, but fails the bounds checks */
 	COPY_NOT_VALUE, /* stable, but not a value item (nothing to dump) */
 };
 
@@ -98,7 +98,9 @@ static int copy_item(struct walk *w, const uint64_t *slot, uint64_t e, struct sh
 			return rc;
 		memcpy(w->buf, c->data + off + SHMC__ITEM_HDR, (size_t)kv_bytes);
 	}
-	(void)life;
+	cmm_smp_rmb();
+	if (uatomic_read(&ch->life) != life || uatomic_read(slot) != e)
+		return COPY_RETRY;
 
 	if (!in_bounds)
 		return COPY_CORRUPT;

@@ -21,7 +21,7 @@ struct shmc__dump_item {
 
 /* What the walk met. */
 struct shmc__dump_counts {
-	uint64_t items;    /* handed to the callback */
+	uint64_t items;	   /* handed to the callback */
 	uint64_t expired;  /* skipped: reachable but past their expiry */
 	uint64_t unstable; /* skipped: their slot or chunk changed under every attempt */
 	uint64_t corrupt;  /* skipped: a stable entry failing the bounds checks

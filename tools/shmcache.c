@@ -50,7 +50,7 @@
 enum {
 	EXIT_OK = 0,
 	EXIT_FAILED = 1, /* the operation failed */
-	EXIT_USAGE = 2,  /* bad command line */
+	EXIT_USAGE = 2,	 /* bad command line */
 };
 
 struct command {
@@ -114,19 +114,22 @@ static int segment_failed(const struct command *cmd, const char *name, int rc, c
 			name);
 		break;
 	case SHMC_EVERSION:
-		fprintf(stderr, "shmcache %s: %s was made by an incompatible libshmcache build; "
-				"remove it with 'shmcache destroy %s' and let it be created again\n",
+		fprintf(stderr,
+			"shmcache %s: %s was made by an incompatible libshmcache build; "
+			"remove it with 'shmcache destroy %s' and let it be created again\n",
 			cmd->name, name, name);
 		break;
 	case SHMC_ECORRUPT:
-		fprintf(stderr, "shmcache %s: 'shmcache verify %s' tells more; "
-				"'shmcache destroy %s' removes it\n",
+		fprintf(stderr,
+			"shmcache %s: 'shmcache verify %s' tells more; "
+			"'shmcache destroy %s' removes it\n",
 			cmd->name, name, name);
 		break;
 	case SHMC_EPERM:
 	case -EACCES:
-		fprintf(stderr, "shmcache %s: the mode of %s does not let this user read and "
-				"write it\n",
+		fprintf(stderr,
+			"shmcache %s: the mode of %s does not let this user read and "
+			"write it\n",
 			cmd->name, name);
 		break;
 	default:
@@ -268,6 +271,21 @@ static bool operands_ok(const struct command *cmd, int argc, int min, int max)
 	return true;
 }
 
+/* operands_ok, and the first operand must be a valid segment name: a
+ * malformed name is a usage error, not a failed operation. */
+static bool segment_operands_ok(const struct command *cmd, int argc, char **argv, int min, int max)
+{
+	if (!operands_ok(cmd, argc, min, max))
+		return false;
+	char path[SHMC__NAME_MAX + 8];
+	if (shmc__segment_path(argv[optind], path, sizeof(path)) != 0) {
+		usage_error(cmd, "bad segment name '%s' (1 to %u bytes of A-Z a-z 0-9 . _ -)",
+			    argv[optind], SHMC__NAME_MAX);
+		return false;
+	}
+	return true;
+}
+
 /* --------------------------------------------------------------- opening */
 
 /* Attach to an existing segment as the tool does: never create it, never
@@ -368,7 +386,7 @@ static int cmd_create(const struct command *cmd, int argc, char **argv)
 	while ((opt = next_option(cmd, argc, argv, longopts)) > 0) {
 		const struct create_option *co = &create_options[opt - 1];
 		uint64_t v;
-		bool parsed = co->kind == VALUE_BYTES   ? parse_size(optarg, &v)
+		bool parsed = co->kind == VALUE_BYTES	? parse_size(optarg, &v)
 			      : co->kind == VALUE_OCTAL ? parse_octal_mode(optarg, &v)
 							: parse_u64(optarg, &v);
 		if (!parsed || v > co->max || co->apply(o, v)) {
@@ -377,7 +395,7 @@ static int cmd_create(const struct command *cmd, int argc, char **argv)
 					   co->accepted);
 		}
 	}
-	if (opt == 0 || !operands_ok(cmd, argc, 1, 1)) {
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 1, 1)) {
 		shmc_opts_destroy(o);
 		return EXIT_USAGE;
 	}
@@ -386,8 +404,10 @@ static int cmd_create(const struct command *cmd, int argc, char **argv)
 	rc = shmc_open(name, o, SHMC_CREATE | SHMC_EXCL, &c);
 	shmc_opts_destroy(o);
 	if (rc == SHMC_EEXIST)
-		return fail(cmd, "%s: a segment of that name already exists (remove it first with "
-			    "'shmcache destroy %s')", name, name);
+		return fail(cmd,
+			    "%s: a segment of that name already exists (remove it first with "
+			    "'shmcache destroy %s')",
+			    name, name);
 	if (rc)
 		return segment_failed(cmd, name, rc, shmc_errmsg(NULL));
 	shmc_close(c);
@@ -405,7 +425,9 @@ struct info {
 	unsigned owner_uid;
 	unsigned creator_uid;
 	uint64_t created_unix_ms;
-	uint64_t bytes_dead;
+	/* Neither free, live nor dead: the unused ends of sealed chunks
+	 * (data - free - live - dead), reclaimed with their chunk. */
+	uint64_t bytes_slack;
 	double avg_item_bytes;
 	double index_load;
 };
@@ -505,9 +527,11 @@ static void info_json(const struct info *in)
 	json_u64(j, "chunks_free", st->chunks_free);
 	json_u64(j, "chunks_open", st->chunks_open);
 	json_u64(j, "chunks_sealed", st->chunks_sealed);
+	json_u64(j, "chunks_retired", st->chunks_retired);
 	json_u64(j, "bytes_live", st->bytes_live);
 	json_u64(j, "bytes_free", st->bytes_free);
-	json_u64(j, "bytes_dead", in->bytes_dead);
+	json_u64(j, "bytes_dead", st->bytes_dead);
+	json_u64(j, "bytes_slack", in->bytes_slack);
 	json_u64(j, "items", st->items);
 	json_double(j, "avg_item_bytes", in->avg_item_bytes);
 	json_double(j, "index_load", in->index_load);
@@ -522,6 +546,9 @@ static void info_json(const struct info *in)
 	json_u64(j, "incrs", st->incrs);
 	json_u64(j, "expirations", st->expirations);
 	json_u64(j, "evictions", st->evictions);
+	json_u64(j, "evictions_probation", st->evictions_probation);
+	json_u64(j, "evictions_clock", st->evictions_clock);
+	json_u64(j, "evictions_direct", st->evictions_direct);
 	json_u64(j, "enospc", st->enospc);
 	json_u64(j, "bytes_written", st->bytes_written);
 	json_close(j);
@@ -595,26 +622,29 @@ static void info_text(const struct info *in)
 	printf("  slots             %" PRIu32 " processes, %" PRIu32 " threads\n",
 	       in->geo.max_procs, in->geo.max_threads);
 	printf("memory\n");
-	printf("  chunks            %" PRIu64 " total: %" PRIu64 " free, %" PRIu64 " open, %" PRIu64
-	       " sealed\n",
-	       st->chunks_total, st->chunks_free, st->chunks_open, st->chunks_sealed);
+	printf("  chunks            %" PRIu64 " total: %" PRIu64 " free (%" PRIu64
+	       " of them retired, awaiting readers), %" PRIu64 " open, %" PRIu64 " sealed\n",
+	       st->chunks_total, st->chunks_free, st->chunks_retired, st->chunks_open,
+	       st->chunks_sealed);
 	printf("  live bytes        %s\n", human_bytes(st->bytes_live, b1, sizeof(b1)));
 	printf("  free bytes        %s\n", human_bytes(st->bytes_free, b2, sizeof(b2)));
-	/* Neither free nor live: overwritten or deleted items and the unused
-	 * tails of sealed chunks, all reclaimed when their chunk is compacted. */
-	printf("  dead bytes        %s (awaiting compaction)\n",
-	       human_bytes(in->bytes_dead, b3, sizeof(b3)));
+	printf("  dead bytes        %s (overwritten or deleted, awaiting compaction)\n",
+	       human_bytes(st->bytes_dead, b3, sizeof(b3)));
+	printf("  slack bytes       %s (unused ends of sealed chunks)\n",
+	       human_bytes(in->bytes_slack, b3, sizeof(b3)));
 	printf("  items             %" PRIu64 ", %.1f bytes on average (header, key, value)\n",
 	       st->items, in->avg_item_bytes);
 	printf("  index load        %.1f%%\n", 100 * in->index_load);
 	printf("counters\n");
-	printf("  gets              %" PRIu64 " (hits %" PRIu64 ", misses %" PRIu64 ")\n",
-	       st->gets, st->hits, st->misses);
-	printf("  sets              %" PRIu64 ", deletes %" PRIu64 ", incrs %" PRIu64 "\n", st->sets,
-	       st->deletes, st->incrs);
-	printf("  expirations       %" PRIu64 ", evictions %" PRIu64 ", refused (ENOSPC) %" PRIu64
-	       "\n",
-	       st->expirations, st->evictions, st->enospc);
+	printf("  gets              %" PRIu64 " (hits %" PRIu64 ", misses %" PRIu64 ")\n", st->gets,
+	       st->hits, st->misses);
+	printf("  sets              %" PRIu64 ", deletes %" PRIu64 ", incrs %" PRIu64 "\n",
+	       st->sets, st->deletes, st->incrs);
+	printf("  expirations       %" PRIu64 ", refused (ENOSPC) %" PRIu64 "\n", st->expirations,
+	       st->enospc);
+	printf("  evictions         %" PRIu64 " (probation %" PRIu64 ", clock %" PRIu64
+	       ", direct %" PRIu64 ")\n",
+	       st->evictions, st->evictions_probation, st->evictions_clock, st->evictions_direct);
 	printf("  bytes written     %s\n", human_bytes(st->bytes_written, b1, sizeof(b1)));
 	printf("attached\n");
 	printf("  processes         %" PRIu64 " (this tool included)\n", st->procs_attached);
@@ -626,8 +656,8 @@ static void info_text(const struct info *in)
 		printf("  held by           nobody\n");
 	printf("  passes            %" PRIu64 ", handovers %" PRIu64 "\n", st->sweeper_passes,
 	       st->sweeper_handovers);
-	printf("  promotions        %" PRIu64 ", probationary chunks %" PRIu64 "\n",
-	       st->promotions, st->chunks_probation);
+	printf("  promotions        %" PRIu64 ", probationary chunks %" PRIu64 "\n", st->promotions,
+	       st->chunks_probation);
 }
 
 static int cmd_info(const struct command *cmd, int argc, char **argv)
@@ -637,7 +667,7 @@ static int cmd_info(const struct command *cmd, int argc, char **argv)
 	int opt;
 	while ((opt = next_option(cmd, argc, argv, longopts)) > 0)
 		json = true;
-	if (opt == 0 || !operands_ok(cmd, argc, 1, 1))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 1, 1))
 		return EXIT_USAGE;
 
 	struct info in = {.name = argv[optind]};
@@ -661,8 +691,8 @@ static int cmd_info(const struct command *cmd, int argc, char **argv)
 	shmc_close(c);
 
 	const struct shmc_stats *st = &in.st;
-	uint64_t accounted = st->bytes_free + st->bytes_live;
-	in.bytes_dead = st->data_bytes > accounted ? st->data_bytes - accounted : 0;
+	uint64_t accounted = st->bytes_free + st->bytes_live + st->bytes_dead;
+	in.bytes_slack = st->data_bytes > accounted ? st->data_bytes - accounted : 0;
 	in.avg_item_bytes = st->items ? (double)st->bytes_live / (double)st->items : 0;
 	in.index_load = st->index_slots ? (double)st->items / (double)st->index_slots : 0;
 	if (json)
@@ -682,7 +712,7 @@ static int cmd_get(const struct command *cmd, int argc, char **argv)
 	int opt;
 	while ((opt = next_option(cmd, argc, argv, longopts)) > 0)
 		;
-	if (opt == 0 || !operands_ok(cmd, argc, 2, 2))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 2, 2))
 		return EXIT_USAGE;
 	const char *name = argv[optind], *key = argv[optind + 1];
 	if (!*key)
@@ -729,7 +759,7 @@ static int read_stdin(const struct command *cmd, size_t limit, unsigned char **o
 		if (n == cap) {
 			if (cap > limit) {
 				free(buf);
-				return fail(cmd, "value on stdin exceeds the segment's limit of %zu bytes",
+				return fail(cmd, "value on stdin exceeds %zu bytes, the limit",
 					    limit);
 			}
 			unsigned char *bigger = realloc(buf, cap * 2);
@@ -764,7 +794,7 @@ static int cmd_set(const struct command *cmd, int argc, char **argv)
 		if (!parse_ttl_ms(optarg, &ttl_ms))
 			return usage_error(cmd, "--ttl %s: expected milliseconds, 0 to 4294967295",
 					   optarg);
-	if (opt == 0 || !operands_ok(cmd, argc, 3, 3))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 3, 3))
 		return EXIT_USAGE;
 	const char *name = argv[optind], *key = argv[optind + 1], *arg = argv[optind + 2];
 	if (!*key)
@@ -796,7 +826,7 @@ static int cmd_del(const struct command *cmd, int argc, char **argv)
 	int opt;
 	while ((opt = next_option(cmd, argc, argv, longopts)) > 0)
 		;
-	if (opt == 0 || !operands_ok(cmd, argc, 2, 2))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 2, 2))
 		return EXIT_USAGE;
 	const char *name = argv[optind], *key = argv[optind + 1];
 	if (!*key)
@@ -919,7 +949,7 @@ static void dump_end(struct dump_writer *w)
  * a half-written dump. */
 struct dump_target {
 	const char *path; /* NULL for stdout */
-	char *tmp_path;   /* NULL unless writing through a temporary */
+	char *tmp_path;	  /* NULL unless writing through a temporary */
 	FILE *f;
 };
 
@@ -990,7 +1020,7 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
 	int opt;
 	while ((opt = next_option(cmd, argc, argv, longopts)) > 0)
 		quiet = true;
-	if (opt == 0 || !operands_ok(cmd, argc, 1, 2))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 1, 2))
 		return EXIT_USAGE;
 	const char *name = argv[optind];
 	const char *path = optind + 1 < argc ? argv[optind + 1] : NULL;
@@ -1006,7 +1036,7 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
 		shmc_close(c);
 		return status;
 	}
-	const char *where = path && strcmp(path, "-") ? path : "stdout";
+	const char *where = path && strcmp(path, "-") != 0 ? path : "stdout";
 
 	struct dump_writer w = {.out = target.f};
 	XXH64_reset(&w.hash, 0);
@@ -1019,21 +1049,24 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
 	int err = target_close(&target, rc == 0 && !w.error);
 	if (rc == SHMC_ENOMEM)
 		return segment_failed(cmd, name, rc, "copying items out");
-	if (rc || w.error || err)
-		return fail(cmd, "writing %s: %s", where,
-			    strerror(w.error ? w.error : err ? err : -rc));
+	if (rc || w.error || err) {
+		int first = w.error ? w.error : err ? err : -rc;
+		return fail(cmd, "writing %s: %s", where, strerror(first));
+	}
 	if (!quiet) {
 		fprintf(stderr, "shmcache dump: %s: %" PRIu64 " items, %" PRIu64 " bytes to %s",
 			name, counts.items, w.bytes, where);
 		if (counts.expired || counts.unstable)
-			fprintf(stderr, " (skipped %" PRIu64 " expired, %" PRIu64
-					" rewritten during the dump)",
+			fprintf(stderr,
+				" (skipped %" PRIu64 " expired, %" PRIu64
+				" rewritten during the dump)",
 				counts.expired, counts.unstable);
 		fputc('\n', stderr);
 	}
 	if (counts.corrupt)
-		fprintf(stderr, "shmcache dump: %s: %" PRIu64 " index entries failed bounds "
-				"checks and were skipped; run 'shmcache verify %s'\n",
+		fprintf(stderr,
+			"shmcache dump: %s: %" PRIu64 " index entries failed bounds "
+			"checks and were skipped; run 'shmcache verify %s'\n",
 			name, counts.corrupt, name);
 	return EXIT_OK;
 }
@@ -1042,13 +1075,13 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
  * the input cannot be read twice (a pipe), copied to a spool file. */
 struct dump_reader {
 	FILE *in;
-	const char *what;  /* the file's name for messages */
+	const char *what; /* the file's name for messages */
 	XXH64_state_t hash;
-	uint64_t offset;   /* bytes read so far */
-	FILE *spool;       /* NULL unless spooling */
+	uint64_t offset;    /* bytes read so far */
+	FILE *spool;	    /* NULL unless spooling */
 	unsigned char *buf; /* key and value of the current record */
 	size_t cap;
-	char error[256];   /* why the file was refused */
+	char error[256]; /* why the file was refused */
 };
 
 enum read_result { READ_OK, READ_EOF, READ_FAILED };
@@ -1061,8 +1094,8 @@ static enum read_result read_exact(struct dump_reader *r, void *p, size_t n)
 	XXH64_update(&r->hash, p, got);
 	r->offset += got;
 	if (r->spool && got && fwrite(p, 1, got, r->spool) != got) {
-		snprintf(r->error, sizeof(r->error), "spooling %s to a temporary file: %s",
-			 r->what, strerror(errno));
+		snprintf(r->error, sizeof(r->error), "spooling %s to a temporary file: %s", r->what,
+			 strerror(errno));
 		return READ_FAILED;
 	}
 	if (got == n)
@@ -1075,9 +1108,8 @@ static enum read_result read_exact(struct dump_reader *r, void *p, size_t n)
 }
 
 /* Called for every record of an intact dump; nonzero stops the read. */
-typedef int (*dump_record_fn)(void *arg, uint64_t index, const unsigned char *key,
-			      uint32_t klen, const unsigned char *value, uint32_t vlen,
-			      uint32_t ttl_ms);
+typedef int (*dump_record_fn)(void *arg, uint64_t index, const unsigned char *key, uint32_t klen,
+			      const unsigned char *value, uint32_t vlen, uint32_t ttl_ms);
 
 #define DUMP_REFUSED (-1)
 
@@ -1125,8 +1157,9 @@ static int read_dump(struct dump_reader *r, dump_record_fn on_record, void *arg)
 		if (res == READ_FAILED)
 			return DUMP_REFUSED;
 		if (res == READ_EOF)
-			return refuse(r, "truncated: ends at byte %" PRIu64 " after %" PRIu64
-					 " records, without the end marker",
+			return refuse(r,
+				      "truncated: ends at byte %" PRIu64 " after %" PRIu64
+				      " records, without the end marker",
 				      r->offset, index);
 		uint32_t klen = get_u32(rec);
 		if (klen == 0) {
@@ -1143,16 +1176,19 @@ static int read_dump(struct dump_reader *r, dump_record_fn on_record, void *arg)
 					      at);
 			uint64_t count = get_u64(end), stored = get_u64(end + 8);
 			if (stored != computed)
-				return refuse(r, "corrupted: checksum %016" PRIx64
-						 " does not match the content (%016" PRIx64 ")",
+				return refuse(r,
+					      "corrupted: checksum %016" PRIx64
+					      " does not match the content (%016" PRIx64 ")",
 					      stored, computed);
 			if (count != index)
-				return refuse(r, "corrupted: end marker counts %" PRIu64
-						 " records, the file holds %" PRIu64,
+				return refuse(r,
+					      "corrupted: end marker counts %" PRIu64
+					      " records, the file holds %" PRIu64,
 					      count, index);
 			if (fgetc(r->in) != EOF)
-				return refuse(r, "corrupted: data after the end marker at byte %" PRIu64,
-					      r->offset);
+				return refuse(
+					r, "corrupted: data after the end marker at byte %" PRIu64,
+					r->offset);
 			return 0;
 		}
 		res = read_exact(r, rec + 4, 8);
@@ -1163,8 +1199,9 @@ static int read_dump(struct dump_reader *r, dump_record_fn on_record, void *arg)
 				      index, at);
 		uint32_t vlen = get_u32(rec + 4), ttl_ms = get_u32(rec + 8);
 		if (klen > SHMC_KEY_MAX || vlen > DUMP_MAX_VALUE_BYTES)
-			return refuse(r, "corrupted: record %" PRIu64 " at byte %" PRIu64
-					 " has a %" PRIu32 "-byte key and a %" PRIu32 "-byte value",
+			return refuse(r,
+				      "corrupted: record %" PRIu64 " at byte %" PRIu64
+				      " has a %" PRIu32 "-byte key and a %" PRIu32 "-byte value",
 				      index, at, klen, vlen);
 		size_t bytes = (size_t)klen + vlen;
 		if (bytes > r->cap) {
@@ -1203,8 +1240,8 @@ static int load_record(void *arg, uint64_t index, const unsigned char *key, uint
 	struct load_state *ls = arg;
 	int rc = shmc_set(ls->c, key, klen, value, vlen, ls->ttl_override ? ls->ttl_ms : ttl_ms, 0);
 	if (rc) {
-		fprintf(stderr, "shmcache %s: %s: record %" PRIu64 ", key ", ls->cmd->name, ls->name,
-			index);
+		fprintf(stderr, "shmcache %s: %s: record %" PRIu64 ", key ", ls->cmd->name,
+			ls->name, index);
 		print_key(stderr, key, klen);
 		fprintf(stderr, ": %s (%s); %" PRIu64 " records were stored before it\n",
 			shmc_strerror(rc), shmc_errmsg(ls->c), ls->stored);
@@ -1216,9 +1253,8 @@ static int load_record(void *arg, uint64_t index, const unsigned char *key, uint
 
 static int cmd_load(const struct command *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {{"ttl", required_argument, NULL, 't'},
-						 {"quiet", no_argument, NULL, 'q'},
-						 {0}};
+	static const struct option longopts[] = {
+		{"ttl", required_argument, NULL, 't'}, {"quiet", no_argument, NULL, 'q'}, {0}};
 	struct load_state ls = {.cmd = cmd};
 	bool quiet = false;
 	int opt;
@@ -1227,12 +1263,14 @@ static int cmd_load(const struct command *cmd, int argc, char **argv)
 			quiet = true;
 		} else {
 			if (!parse_ttl_ms(optarg, &ls.ttl_ms))
-				return usage_error(cmd, "--ttl %s: expected milliseconds, "
-							"0 to 4294967295", optarg);
+				return usage_error(cmd,
+						   "--ttl %s: expected milliseconds, "
+						   "0 to 4294967295",
+						   optarg);
 			ls.ttl_override = true;
 		}
 	}
-	if (opt == 0 || !operands_ok(cmd, argc, 1, 2))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 1, 2))
 		return EXIT_USAGE;
 	ls.name = argv[optind];
 	const char *path = optind + 1 < argc ? argv[optind + 1] : "-";
@@ -1257,13 +1295,15 @@ static int cmd_load(const struct command *cmd, int argc, char **argv)
 	if (fstat(fileno(input), &sb) == 0 && S_ISREG(sb.st_mode))
 		start = ftello(input);
 	if (start < 0 && !(spool = tmpfile()))
-		snprintf(r.error, sizeof(r.error), "creating a temporary file: %s", strerror(errno));
+		snprintf(r.error, sizeof(r.error), "creating a temporary file: %s",
+			 strerror(errno));
 	r.spool = spool;
 	int rc = r.error[0] ? DUMP_REFUSED : read_dump(&r, NULL, NULL);
 	if (!rc) {
 		FILE *again = spool ? spool : input;
 		if (fflush(again) != 0 || fseeko(again, spool ? 0 : start, SEEK_SET) != 0) {
-			snprintf(r.error, sizeof(r.error), "rereading %s: %s", r.what, strerror(errno));
+			snprintf(r.error, sizeof(r.error), "rereading %s: %s", r.what,
+				 strerror(errno));
 			rc = DUMP_REFUSED;
 		} else {
 			r.in = again;
@@ -1275,11 +1315,13 @@ static int cmd_load(const struct command *cmd, int argc, char **argv)
 	if (rc == DUMP_REFUSED) {
 		fprintf(stderr, "shmcache %s: %s: %s\n", cmd->name, ls.name, r.error);
 		if (ls.stored)
-			fprintf(stderr, "shmcache %s: %s: %" PRIu64 " records were stored before "
-					"the file changed under us\n",
+			fprintf(stderr,
+				"shmcache %s: %s: %" PRIu64 " records were stored before "
+				"the file changed under us\n",
 				cmd->name, ls.name, ls.stored);
 		else
-			fprintf(stderr, "shmcache %s: %s: nothing was stored\n", cmd->name, ls.name);
+			fprintf(stderr, "shmcache %s: %s: nothing was stored\n", cmd->name,
+				ls.name);
 		status = EXIT_FAILED;
 	} else if (rc) {
 		status = EXIT_FAILED; /* load_record said why */
@@ -1310,7 +1352,7 @@ static int cmd_verify(const struct command *cmd, int argc, char **argv)
 	int opt;
 	while ((opt = next_option(cmd, argc, argv, longopts)) > 0)
 		;
-	if (opt == 0 || !operands_ok(cmd, argc, 1, 1))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 1, 1))
 		return EXIT_USAGE;
 	const char *name = argv[optind];
 	shmc_cache *c;
@@ -1345,7 +1387,7 @@ static int cmd_destroy(const struct command *cmd, int argc, char **argv)
 	int opt;
 	while ((opt = next_option(cmd, argc, argv, longopts)) > 0)
 		;
-	if (opt == 0 || !operands_ok(cmd, argc, 1, 1))
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 1, 1))
 		return EXIT_USAGE;
 	const char *name = argv[optind];
 	int rc = shmc_unlink(name);
@@ -1487,7 +1529,7 @@ static void list_commands(FILE *to)
 /* --help or -h among the options (before any "--"). */
 static bool wants_help(int argc, char **argv)
 {
-	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			return true;
 	return false;
