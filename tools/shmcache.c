@@ -33,6 +33,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -1398,6 +1400,56 @@ static int cmd_destroy(const struct command *cmd, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ---------------------------------------------------------------- serve */
+
+/* Hold the background roles for NAME until told to stop. The signals are
+ * blocked before the library starts its role thread (which inherits the
+ * mask), so they arrive only where sigtimedwait() takes them. */
+static int cmd_serve(const struct command *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {{"quiet", no_argument, NULL, 'q'}, {0}};
+	bool quiet = false;
+	int opt;
+	while ((opt = next_option(cmd, argc, argv, longopts)) > 0)
+		if (opt == 'q')
+			quiet = true;
+	if (opt == 0 || !segment_operands_ok(cmd, argc, argv, 1, 1))
+		return EXIT_USAGE;
+	const char *name = argv[optind];
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	shmc_cache *c;
+	int rc = shmc_open(name, NULL, 0, &c);
+	if (rc)
+		return segment_failed(cmd, name, rc, shmc_errmsg(NULL));
+	uint64_t shown = UINT64_MAX;
+	for (;;) {
+		struct shmc_stats st;
+		if (!quiet && shmc_stats(c, &st) == 0 && st.sweeper_pid != shown) {
+			shown = st.sweeper_pid;
+			if (shown == (uint64_t)getpid())
+				fprintf(stderr, "shmcache serve: %s: holding the sweeper role\n", name);
+			else if (shown)
+				fprintf(stderr, "shmcache serve: %s: standing by (process %llu holds "
+						"the sweeper role)\n", name, (unsigned long long)shown);
+		}
+		struct timespec poll = {1, 0};
+		int sig = sigtimedwait(&stop, NULL, &poll);
+		if (sig > 0) {
+			if (!quiet)
+				fprintf(stderr, "shmcache serve: %s: signal %d, releasing the roles\n",
+					name, sig);
+			break;
+		}
+	}
+	shmc_close(c);
+	return EXIT_OK;
+}
+
 /* ----------------------------------------------------------------- help */
 
 static void list_commands(FILE *to);
@@ -1499,6 +1551,18 @@ static const struct command commands[] = {
 	 "\n"
 	 "Remove segment NAME. Processes attached to it keep it until they detach.\n",
 	 cmd_destroy},
+	{"serve", "hold the background roles (sweeper) until stopped",
+	 "shmcache serve NAME [-q|--quiet]\n"
+	 "\n"
+	 "Attach to segment NAME and run its background roles (the sweeper: clock,\n"
+	 "eviction ahead of writers, expiry, reaping the dead) for hosts whose\n"
+	 "workers are short-lived. Any process attached with the sweeper enabled\n"
+	 "may hold a role; serve is one that does nothing else and stays. Runs until\n"
+	 "SIGINT, SIGTERM or SIGHUP, then detaches, handing the roles to another\n"
+	 "attached process at once. Reports on stderr when it takes the role.\n"
+	 "\n"
+	 "  -q, --quiet   report nothing\n",
+	 cmd_serve},
 	{"help", "list the commands, or describe one",
 	 "shmcache help [COMMAND]\n"
 	 "\n"

@@ -473,8 +473,9 @@ static void expect_dump_holds(const struct dump_record *recs, size_t n, const st
 
 /* ------------------------------------------------------- help, usage */
 
-static const char *const all_commands[] = {"create", "info", "get",    "set",     "del",
-                                           "dump",   "load", "verify", "destroy", "help"};
+static const char *const all_commands[] = {"create", "info",    "get",   "set",  "del",
+                                           "dump",   "load",    "verify", "destroy", "serve",
+                                           "help"};
 #define N_COMMANDS (sizeof all_commands / sizeof all_commands[0])
 
 static void test_tool_help_lists_every_command(void **state)
@@ -1279,6 +1280,57 @@ static void test_tool_destroy_removes_segment(void **state)
 	tool_run_free(&r);
 }
 
+/* The sweeper pid the segment reports, polled until it equals want or
+ * timeout_ms passes. */
+static uint64_t await_sweeper_pid(shmc_cache *c, uint64_t want, unsigned timeout_ms)
+{
+	struct shmc_stats st = {0};
+	for (unsigned waited = 0; waited <= timeout_ms; waited += 10) {
+		assert_int_equal(shmc_stats(c, &st), 0);
+		if (st.sweeper_pid == want)
+			break;
+		tu_sleep_us(10000);
+	}
+	return st.sweeper_pid;
+}
+
+/* serve takes the sweeper role (the test's own handle runs no sweeper),
+ * and SIGTERM makes it release the role and exit 0. */
+static void test_tool_serve_holds_the_role_until_signalled(void **state)
+{
+	struct fixture *f = *state;
+	open_fresh(f);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(tool_path(), "shmcache", "serve", "--quiet", f->name, (char *)NULL);
+		_exit(127);
+	}
+	uint64_t holder = await_sweeper_pid(f->c, (uint64_t)pid, 5000);
+	if (holder != (uint64_t)pid)
+		kill(pid, SIGKILL);
+	assert_int_equal(holder, (uint64_t)pid);
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* Released on the way out, not left to a reaper. */
+	assert_int_equal(await_sweeper_pid(f->c, 0, 1000), 0);
+	struct shmc_stats st;
+	assert_int_equal(shmc_stats(f->c, &st), 0);
+	assert_int_equal(st.sweeper_handovers, 0);
+}
+
+static void test_tool_serve_missing_segment_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct tool_run r;
+	tool_run(&r, NULL, 0, "serve", f->name);
+	expect_status(&r, 1, f->name);
+	tool_run_free(&r);
+}
+
 /* --------------------------------------------- the test's JSON parser */
 
 /* The checks above are only as strict as the parser: make sure it refuses
@@ -1336,6 +1388,8 @@ int main(void)
 		TEST(test_tool_dump_during_writes_holds_only_intact_values),
 		TEST(test_tool_verify_clean_segment_succeeds),
 		TEST(test_tool_destroy_removes_segment),
+		TEST(test_tool_serve_holds_the_role_until_signalled),
+		TEST(test_tool_serve_missing_segment_fails),
 		TEST(test_tool_json_parser_refuses_malformed_text),
 	};
 
