@@ -169,7 +169,9 @@ static __attribute__((noinline, cold)) void sample_lookup(shmc_cache *c,
 							  uint64_t start_ns)
 {
 	shmc__obs_latency(c, SHMC_OP_GET, shmc__obs_now_ns() - start_ns);
-	shmc__obs_hotkey(c, k->hash, k->key, k->klen);
+	static __thread unsigned sampled;
+	if (++sampled % SHMC__HOT_EVERY == 0)
+		shmc__obs_hotkey(c, k->hash, k->key, k->klen);
 }
 
 #define TCTX_OR_RETURN(c, t)                                                     \

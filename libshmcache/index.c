@@ -15,23 +15,6 @@
 #include <sched.h>
 #include <string.h>
 #include "atomic.h"
-/* Inline XXH3 so that short keys take its specialised path with no call. */
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
-void shmc__keyref_init(const shmc_cache *c, struct shmc__keyref *k, const void *key,
-		       size_t klen)
-{
-	k->key = key;
-	k->klen = klen;
-	k->hash = XXH3_64bits(key, klen);
-	k->bucket = (uint32_t)(((k->hash & 0xffffffffu) * (uint64_t)c->geo.nbuckets) >> 32);
-	k->tag = (uint16_t)(k->hash >> SHMC__ENTRY_TAG_SHIFT);
-	/* The bucket line is the first miss of every operation: start it now,
-	 * to overlap with whatever the caller does before the lookup. */
-	__builtin_prefetch(&c->buckets[k->bucket]);
-}
-
 static bool claim_slot(struct shmc__bucket *b, uint64_t e)
 {
 	for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)

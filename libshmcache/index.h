@@ -76,8 +76,8 @@ struct shmc__keyref {
 	uint16_t tag;
 };
 
-void shmc__keyref_init(const struct shmc_cache *c, struct shmc__keyref *k, const void *key,
-		       size_t klen);
+/* shmc__keyref_init(c, k, key, klen): in index_read.h, inline (it is on
+ * every operation's path). */
 
 /* The key reference of a key known only by its hash (key NULL): enough to
  * find its bucket and entries, not to compare keys. */

@@ -11,6 +11,24 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Inline XXH3 so that short keys take its specialised path with no call. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* Hash key and find its primary bucket and tag. */
+static inline __attribute__((always_inline)) void
+shmc__keyref_init(const struct shmc_cache *c, struct shmc__keyref *k, const void *key, size_t klen)
+{
+	k->key = key;
+	k->klen = klen;
+	k->hash = XXH3_64bits(key, klen);
+	k->bucket = (uint32_t)(((k->hash & 0xffffffffu) * (uint64_t)c->geo.nbuckets) >> 32);
+	k->tag = (uint16_t)(k->hash >> SHMC__ENTRY_TAG_SHIFT);
+	/* The bucket line is the first miss of every operation: start it now,
+	 * to overlap with whatever the caller does before the lookup. */
+	__builtin_prefetch(&c->buckets[k->bucket]);
+}
+
 static inline uint32_t shmc__neighbour(const struct shmc_cache *c, uint32_t b, uint32_t n)
 {
 	b += n;

@@ -17,7 +17,7 @@ int shmc__obs_init(struct shmc__obs *obs)
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-	int rc = pthread_mutex_init(&obs->hot_lock, &ma);
+	int rc = pthread_mutex_init(&obs->hot.lock, &ma);
 	pthread_mutexattr_destroy(&ma);
 	return rc;
 }
@@ -123,64 +123,109 @@ int shmc_latency(shmc_cache *c, enum shmc_op op, struct shmc_latency *out)
 
 /* ------------------------------------------------------------- hot keys */
 
-static int hot_lock(struct shmc__obs *obs, bool wait)
+static int hot_lock(struct shmc__hot *hot, bool wait)
 {
-	int rc = wait ? pthread_mutex_lock(&obs->hot_lock) : pthread_mutex_trylock(&obs->hot_lock);
+	int rc = wait ? pthread_mutex_lock(&hot->lock) : pthread_mutex_trylock(&hot->lock);
 	if (rc == EOWNERDEAD) {
 		/* A sampler died mid-update: at worst one entry holds a
 		 * half-copied key or count, which the sketch tolerates. */
-		pthread_mutex_consistent(&obs->hot_lock);
+		pthread_mutex_consistent(&hot->lock);
 		rc = 0;
 	}
 	return rc;
 }
 
-static void hot_decay_locked(struct shmc__obs *obs)
+/* The index position holding entry e's key, or of the first hole. */
+static uint32_t hot_probe(const struct shmc__hot *hot, uint64_t hash, const void *key,
+			  size_t klen, bool *found)
 {
-	for (uint32_t i = 0; i < obs->hot_used && i < SHMC__HOT_SLOTS; i++) {
-		obs->hot[i].count /= 2;
-		obs->hot[i].error /= 2;
+	const uint32_t mask = SHMC__HOT_INDEX - 1;
+	size_t shown = klen < SHMC_HOTKEY_MAX ? klen : SHMC_HOTKEY_MAX;
+	for (uint32_t p = (uint32_t)hash & mask;; p = (p + 1) & mask) {
+		uint32_t e = hot->index[p];
+		if (!e) {
+			*found = false;
+			return p;
+		}
+		e--;
+		if (hot->hash[e] == hash && hot->klen[e] == klen &&
+		    memcmp(hot->key[e], key, shown) == 0) {
+			*found = true;
+			return p;
+		}
 	}
-	obs->hot_samples = 0;
+}
+
+/* Remove the index position p (linear probing: later keys of the same
+ * run move back so that no lookup stops short of them). */
+static void hot_unindex(struct shmc__hot *hot, uint32_t p)
+{
+	const uint32_t mask = SHMC__HOT_INDEX - 1;
+	hot->index[p] = 0;
+	for (uint32_t j = (p + 1) & mask; hot->index[j]; j = (j + 1) & mask) {
+		uint32_t home = (uint32_t)hot->hash[hot->index[j] - 1] & mask;
+		/* Movable to p unless its home lies cyclically in (p, j]. */
+		bool stays = p <= j ? (home > p && home <= j) : (home > p || home <= j);
+		if (!stays) {
+			hot->index[p] = hot->index[j];
+			hot->index[j] = 0;
+			p = j;
+		}
+	}
 }
 
 void shmc__obs_hotkey(shmc_cache *c, uint64_t hash, const void *key, size_t klen)
 {
-	struct shmc__obs *obs = c->obs;
-	if (hot_lock(obs, false))
+	struct shmc__hot *hot = &c->obs->hot;
+	if (hot_lock(hot, false))
 		return; /* busy: skip this sample rather than wait */
-	uint32_t used = obs->hot_used < SHMC__HOT_SLOTS ? obs->hot_used : SHMC__HOT_SLOTS;
-	size_t shown = klen < SHMC_HOTKEY_MAX ? klen : SHMC_HOTKEY_MAX;
-	struct shmc__hot_entry *e = NULL, *min = NULL;
-	for (uint32_t i = 0; i < used; i++) {
-		struct shmc__hot_entry *x = &obs->hot[i];
-		if (x->hash == hash && x->klen == klen && memcmp(x->key, key, shown) == 0) {
-			e = x;
-			break;
-		}
-		if (!min || x->count < min->count)
-			min = x;
-	}
-	if (!e) {
-		uint64_t inherited = 0;
+	uint32_t used = hot->used < SHMC__HOT_SLOTS ? hot->used : SHMC__HOT_SLOTS;
+	bool found;
+	uint32_t p = hot_probe(hot, hash, key, klen, &found);
+	uint32_t e;
+	if (found) {
+		e = hot->index[p] - 1u;
+	} else {
+		/* New: a free entry, or the (nearly) smallest, which is last. */
 		if (used < SHMC__HOT_SLOTS) {
-			e = &obs->hot[used];
-			obs->hot_used = used + 1;
+			e = used;
+			hot->order[used] = (uint16_t)e;
+			hot->rank[e] = (uint16_t)used;
+			hot->count[e] = 0;
+			hot->used = ++used;
 		} else {
-			e = min;
-			inherited = min->count;
+			e = hot->order[used - 1] % SHMC__HOT_SLOTS;
+			bool old_found;
+			uint32_t old = hot_probe(hot, hot->hash[e], hot->key[e], hot->klen[e], &old_found);
+			if (old_found)
+				hot_unindex(hot, old);
+			p = hot_probe(hot, hash, key, klen, &found);
 		}
-		e->hash = hash;
-		e->klen = (uint16_t)klen;
-		memcpy(e->key, key, shown);
-		e->count = inherited;
-		e->error = inherited;
+		hot->error[e] = hot->count[e];
+		hot->hash[e] = hash;
+		hot->klen[e] = (uint16_t)klen;
+		memcpy(hot->key[e], key, klen < SHMC_HOTKEY_MAX ? klen : SHMC_HOTKEY_MAX);
+		hot->index[p] = (uint16_t)(e + 1);
 	}
-	e->count++;
-	obs->hot_period = c->sample_period;
-	if (++obs->hot_samples >= SHMC__HOT_DECAY)
-		hot_decay_locked(obs);
-	pthread_mutex_unlock(&obs->hot_lock);
+	hot->count[e]++;
+	/* Move up past smaller counts, a few ranks per sample. */
+	for (uint32_t r = hot->rank[e] % SHMC__HOT_SLOTS, steps = 0;
+	     steps < 8 && r > 0 && hot->count[e] > hot->count[hot->order[r - 1]]; steps++, r--) {
+		uint16_t above = hot->order[r - 1];
+		hot->order[r - 1] = (uint16_t)e;
+		hot->order[r] = above;
+		hot->rank[above] = (uint16_t)r;
+		hot->rank[e] = (uint16_t)(r - 1);
+	}
+	hot->period = c->sample_period * SHMC__HOT_EVERY;
+	if (++hot->samples >= SHMC__HOT_DECAY) {
+		for (uint32_t j = 0; j < used; j++) {
+			hot->count[j] /= 2;
+			hot->error[j] /= 2;
+		}
+		hot->samples = 0;
+	}
+	pthread_mutex_unlock(&hot->lock);
 }
 
 static int by_count_desc(const void *a, const void *b)
@@ -193,30 +238,30 @@ int shmc_hotkeys(shmc_cache *c, struct shmc_hotkey *out, size_t cap, size_t *n)
 {
 	if (!c || !n || (!out && cap))
 		return SHMC_EINVAL;
-	struct shmc__obs *obs = c->obs;
+	struct shmc__hot *hot = &c->obs->hot;
 	struct shmc_hotkey *all = malloc(sizeof(*all) * SHMC__HOT_SLOTS);
 	if (!all)
 		return SHMC_ENOMEM;
 	size_t used = 0;
 	/* Inspection handles map the segment read-only: they read without the
 	 * lock (a torn entry shows a wrong count for one refresh, no more). */
-	bool locked = !(c->flags & SHMC__INSPECT) && hot_lock(obs, true) == 0;
-	uint64_t scale = obs->hot_period ? obs->hot_period : 1;
-	uint32_t lim = obs->hot_used < SHMC__HOT_SLOTS ? obs->hot_used : SHMC__HOT_SLOTS;
+	bool locked = !(c->flags & SHMC__INSPECT) && hot_lock(hot, true) == 0;
+	uint64_t scale = hot->period ? hot->period : 1;
+	uint32_t lim = hot->used < SHMC__HOT_SLOTS ? hot->used : SHMC__HOT_SLOTS;
 	for (uint32_t i = 0; i < lim; i++) {
-		const struct shmc__hot_entry *e = &obs->hot[i];
-		if (!e->count)
+		if (!hot->count[i])
 			continue;
 		struct shmc_hotkey *h = &all[used++];
-		size_t shown = e->klen < SHMC_HOTKEY_MAX ? e->klen : SHMC_HOTKEY_MAX;
-		memcpy(h->key, e->key, shown);
+		size_t shown = hot->klen[i] < SHMC_HOTKEY_MAX ? hot->klen[i] : SHMC_HOTKEY_MAX;
+		memcpy(h->key, hot->key[i], shown);
 		h->klen = shown;
-		h->truncated = e->klen > SHMC_HOTKEY_MAX;
-		h->count = e->count * scale;
-		h->error = e->error * scale;
+		h->truncated = hot->klen[i] > SHMC_HOTKEY_MAX;
+		h->count = (uint64_t)hot->count[i] * scale;
+		h->error = (uint64_t)hot->error[i] * scale;
 	}
 	if (locked)
-		pthread_mutex_unlock(&obs->hot_lock);
+		pthread_mutex_unlock(&hot->lock);
+	/* Nearly sorted already; make it exact. */
 	qsort(all, used, sizeof(*all), by_count_desc);
 	*n = used < cap ? used : cap;
 	if (*n)

@@ -34,28 +34,37 @@ struct shmc__hist {
 
 /* Space-saving sketch (Metwally et al.): SHMC__HOT_SLOTS counters; a
  * sampled key either bumps its counter or replaces the smallest, inheriting
- * its count as error. Updated under a robust mutex that a sampler only
- * tries (a busy sketch skips the sample); halved every SHMC__HOT_DECAY
- * samples so that it follows the current workload. */
+ * its count as error. A small open-addressing index finds a key's entry;
+ * order[] ranks the entries by count (a bumped entry moves up a few ranks
+ * at a time, so the order is nearly exact) and its last one is replaced.
+ * Only one lookup in SHMC__HOT_EVERY sampled ones is sketched. Updated
+ * under a robust mutex that a sampler only tries (a busy sketch skips the
+ * sample); halved every SHMC__HOT_DECAY samples so that it follows the
+ * current workload. */
 #define SHMC__HOT_SLOTS 256
+#define SHMC__HOT_INDEX 1024 /* power of two, 4x the entries: short probes */
+#define SHMC__HOT_EVERY 4
 #define SHMC__HOT_DECAY (1u << 18)
 
-struct shmc__hot_entry {
-	uint64_t hash;
-	uint64_t count;
-	uint64_t error;
-	uint16_t klen;      /* the key's real length */
-	uint8_t reserved[6];
-	unsigned char key[SHMC_HOTKEY_MAX];
+struct shmc__hot {
+	pthread_mutex_t lock;
+	uint32_t used;
+	uint32_t samples;     /* since the last halving */
+	uint32_t period;      /* lookups per sketched sample: scales counts */
+	uint32_t reserved;
+	uint16_t index[SHMC__HOT_INDEX]; /* entry + 1 by hash; 0 = empty */
+	uint16_t order[SHMC__HOT_SLOTS]; /* entries by descending count */
+	uint16_t rank[SHMC__HOT_SLOTS];  /* inverse of order */
+	uint64_t hash[SHMC__HOT_SLOTS];
+	uint32_t count[SHMC__HOT_SLOTS];
+	uint32_t error[SHMC__HOT_SLOTS];
+	uint16_t klen[SHMC__HOT_SLOTS]; /* the keys' real lengths */
+	unsigned char key[SHMC__HOT_SLOTS][SHMC_HOTKEY_MAX];
 };
 
 struct shmc__obs {
 	struct shmc__hist hist[SHMC_NOPS][SHMC__HIST_STRIPES];
-	_Alignas(64) pthread_mutex_t hot_lock;
-	uint32_t hot_used;
-	uint32_t hot_samples; /* since the last halving */
-	uint32_t hot_period;  /* sample period of the last sampler: scales counts */
-	struct shmc__hot_entry hot[SHMC__HOT_SLOTS];
+	_Alignas(64) struct shmc__hot hot;
 };
 
 struct shmc_cache;

@@ -26,6 +26,7 @@
 
 #include "handle.h"
 #include "index.h"
+#include "index_read.h"
 #include "proc.h"
 #include "unitutil.h"
 
