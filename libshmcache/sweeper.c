@@ -484,21 +484,18 @@ static bool dead_procs_exist(shmc_cache *c)
  * period turn RETIRED ones FREE, so writers rarely wait. */
 static void make_room(shmc_cache *c, struct shmc__tctx *t, const bool *stop)
 {
-	uint32_t low = shmc__free_low(c);
+	uint32_t low = shmc__free_low(c), avail = 0;
 	bool any_retired = false;
-	for (uint32_t round = 0; round < c->geo.nchunks && !__atomic_load_n(stop, __ATOMIC_ACQUIRE);
-	     round++) {
-		uint32_t avail = 0;
-		any_retired = false;
-		for (uint32_t k = 0; k < c->geo.nchunks; k++) {
-			uint32_t st = uatomic_read(&c->chunks[k].state);
-			avail += st == SHMC__CHUNK_FREE || st == SHMC__CHUNK_RETIRED;
-			any_retired |= st == SHMC__CHUNK_RETIRED;
-		}
-		if (avail >= low || !shmc__evict_step(c, t))
-			break;
-		any_retired = true;
+	for (uint32_t k = 0; k < c->geo.nchunks; k++) {
+		uint32_t st = uatomic_read(&c->chunks[k].state);
+		avail += st == SHMC__CHUNK_FREE || st == SHMC__CHUNK_RETIRED;
+		any_retired |= st == SHMC__CHUNK_RETIRED;
 	}
+	/* Each step frees about one chunk (CLOCK may keep much of it; the
+	 * next tick counts again). */
+	for (uint32_t need = avail < low ? low - avail : 0;
+	     need && !__atomic_load_n(stop, __ATOMIC_ACQUIRE) && shmc__evict_step(c, t); need--)
+		any_retired = true;
 	if (any_retired)
 		shmc__log_recycle(c);
 }
