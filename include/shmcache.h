@@ -143,10 +143,21 @@ int shmc_opts_set_size(shmc_opts *o, size_t bytes);
  * accepted. Returns 0 or SHMC_EINVAL. */
 int shmc_opts_set_mode(shmc_opts *o, unsigned mode);
 
-/* Remote tier URI (redis://, redis+unix://, redis-cluster://, memcached://);
- * NULL means none. The string is copied. Returns 0, SHMC_EINVAL (unknown
- * scheme) or SHMC_ENOMEM. An uplink is not available in this build yet:
- * shmc_open() with one set fails with SHMC_EUPLINK. */
+/* Remote tier (DESIGN section 7), NULL = none; the string is copied:
+ *   redis://[user:password@]host:port[/db][?options]
+ *   redis+unix://[user:password@]/path/to/socket[?options]
+ *   redis-cluster://[user:password@]h1:p1,h2:p2,...[?options]  (seeds)
+ * Options: connect_timeout_ms (200), command_timeout_ms (100), ttl_cap_ms
+ * (0 = none; a remote item's local TTL never exceeds the key's remaining
+ * remote TTL either), replica_reads=0|1, breaker_failures (5),
+ * breaker_open_ms (1000), health_interval_ms (1000), batch (64),
+ * write_behind_queue (4096), user, password.
+ * With an uplink, shmc_open() starts this process's uplink thread;
+ * shmc_fetch() with a NULL loader reads through it, SHMC_WRITE_THROUGH and
+ * SHMC_WRITE_BEHIND write through it. The remote tier is contacted lazily:
+ * an unreachable one makes those calls fail with SHMC_EUPLINK, never
+ * shmc_open(). Returns 0, SHMC_EINVAL (with shmc_errmsg(NULL) naming the
+ * bad part of the URI) or SHMC_ENOMEM. */
 int shmc_opts_set_uplink(shmc_opts *o, const char *uri);
 
 /* TTL of items written with ttl_ms 0 (default 0 = never expire).
@@ -175,8 +186,11 @@ int shmc_opts_set_chunk_size(shmc_opts *o, size_t bytes);
  * SHMC_EINVAL. */
 int shmc_opts_set_item_size(shmc_opts *o, size_t bytes);
 
-/* Slots for attached processes and for threads (default 256 and 1024).
- * Fixed at creation. Returns 0 or SHMC_EINVAL. */
+/* Slots for attached processes and for threads (default 256 and 1024, or
+ * fewer in segments under 4 MiB: size / 16 KiB and size / 4 KiB, at least
+ * 16 and 64). Every thread that uses the cache takes a thread slot, and so
+ * do the library's own threads (sweeper, refresher, uplink) in a process
+ * that runs them. Fixed at creation. Returns 0 or SHMC_EINVAL. */
 int shmc_opts_set_max_procs(shmc_opts *o, unsigned n);
 int shmc_opts_set_max_threads(shmc_opts *o, unsigned n);
 
@@ -232,7 +246,6 @@ int shmc_opts_set_sampling(shmc_opts *o, unsigned period);
  *                  during initialisation (shmc_unlink() and recreate)
  *   SHMC_ETIMEDOUT another process is still initialising it after 5 s
  *   SHMC_ETOOMANY  every process slot is taken by a live process
- *   SHMC_EUPLINK   an uplink URI was set (not available in this build)
  *   SHMC_ENOMEM, -errno (shm_open, ftruncate, mmap failures)
  * shmc_errmsg(NULL) tells the details. Thread-safe. The caller owns *out and
  * releases it with shmc_close(). */
@@ -275,8 +288,16 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val,
              size_t vlen, uint32_t ttl_ms, int flags);
 
 /* Remove key. Returns 0, SHMC_ENOTFOUND, SHMC_EINVAL, SHMC_ETOOBIG,
- * SHMC_EPERM, SHMC_ECORRUPT. Thread-safe. */
+ * SHMC_EPERM, SHMC_ECORRUPT. Thread-safe. A fill of key in flight
+ * (shmc_fetch) stores nothing. */
 int shmc_del(shmc_cache *c, const void *key, size_t klen);
+
+/* shmc_del() with flags: SHMC_WRITE_THROUGH deletes the key in the remote
+ * tier first (if that fails, SHMC_EUPLINK and L1 is untouched);
+ * SHMC_WRITE_BEHIND queues the remote delete after the local one. The
+ * return code otherwise reports the local delete (SHMC_ENOTFOUND if the
+ * key was not in L1, even though the remote delete was done). */
+int shmc_del_flags(shmc_cache *c, const void *key, size_t klen, int flags);
 
 /* Add delta to the decimal integer stored at key and store the result (as
  * decimal ASCII); an absent key counts as 0 and is created with the default
@@ -403,6 +424,20 @@ struct shmc_stats {
 	uint64_t refreshes;       /* background refreshes run */
 	uint64_t loader_errors;   /* loader calls that failed (not "absent") */
 	uint64_t stale_if_error;  /* stale serves while the last refresh had failed */
+	/* the uplink (remote tier), summed over every process's uplink thread */
+	uint64_t uplink_batches;      /* pipelined round trips (remote calls) */
+	uint64_t uplink_ops;          /* operations in them: batch size = ops / batches */
+	uint64_t uplink_err_connect;  /* connection failures */
+	uint64_t uplink_err_timeout;  /* round trips past command_timeout_ms */
+	uint64_t uplink_err_protocol; /* garbage or wrong reply types */
+	uint64_t uplink_err_reply;    /* error replies from the server */
+	uint64_t uplink_fast_fails;   /* operations refused while a breaker was open */
+	uint64_t uplink_breaker_opens;/* times a node's breaker opened */
+	uint64_t uplink_redirects;    /* cluster MOVED and ASK */
+	uint64_t uplink_topology_refreshes; /* cluster slot-map reloads */
+	uint64_t write_behind_queued;
+	uint64_t write_behind_dropped; /* queue full or handle closing */
+	uint64_t write_behind_failed;  /* the remote tier refused them */
 	uint64_t reserved2[8];
 };
 
@@ -434,7 +469,13 @@ int shmc_stats_procs(shmc_cache *c, struct shmc_proc_stats *out, size_t cap, siz
 /* ------------------------------------------------------- latency, hot keys */
 
 /* Operations whose latency is sampled. */
-enum shmc_op { SHMC_OP_GET = 0, SHMC_OP_SET = 1, SHMC_OP_FETCH = 2, SHMC_NOPS = 3 };
+enum shmc_op {
+	SHMC_OP_GET = 0,
+	SHMC_OP_SET = 1,
+	SHMC_OP_FETCH = 2,
+	SHMC_OP_UPLINK = 3, /* one pipelined round trip of the uplink thread */
+	SHMC_NOPS = 4
+};
 
 /* Host-wide latency summary of one operation, from a log-linear histogram
  * of sampled calls (one in shmc_opts_set_sampling()'s period per thread).

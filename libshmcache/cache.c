@@ -21,6 +21,7 @@
 #include "obs.h"
 #include "write.h"
 #include "rcu.h"
+#include "uplink.h"
 #include "fault.h"
 
 #include <errno.h>
@@ -85,16 +86,17 @@ static inline bool expired(const shmc_cache *c, const struct shmc__found *f, uin
 	return *now + c->geo.stale_ms >= f->expire_abs_ms;
 }
 
-/* Which log a new item enters: probation, unless its key was evicted from
- * probation recently (its ghost is in the bucket), in which case it has
- * proved it comes back and goes straight to main. */
-enum shmc__log_class shmc__admission_log(shmc_cache *c, const struct shmc__keyref *k)
+int shmc__append_new(shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref *k,
+		     const void *val, size_t vlen, uint64_t expire, uint64_t *off)
 {
+	int rc = shmc__log_append(c, t, SHMC__LOG_SMALL, k->key, k->klen, val, vlen, expire, off);
 	uint16_t *ghost = &c->buckets[k->bucket].ghost;
-	if (CMM_LOAD_SHARED(*ghost) != shmc__ghost_fp(k))
-		return SHMC__LOG_SMALL;
-	CMM_STORE_SHARED(*ghost, 0);
-	return SHMC__LOG_MAIN;
+	if (rc == 0 && CMM_LOAD_SHARED(*ghost) == shmc__ghost_fp(k)) {
+		CMM_STORE_SHARED(*ghost, 0);
+		/* Ours until published: a plain store. */
+		c->data[*off + offsetof(struct shmc__item_hdr, refbit)] = 1;
+	}
+	return rc;
 }
 
 int shmc__check_key(shmc_cache *c, const void *key, size_t klen)
@@ -341,11 +343,19 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 	    (flags & (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND)) ==
 		    (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND))
 		return shmc__fail(c, SHMC_EINVAL, "bad flags 0x%x", (unsigned)flags);
-	if (flags & (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND))
+	if ((flags & (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND)) && !c->uplink)
 		return shmc__fail(c, SHMC_EUPLINK, "write-through/behind needs an uplink");
 	if (vlen > c->geo.chunk_bytes - SHMC__ITEM_HDR - klen)
 		return shmc__fail(c, SHMC_ETOOBIG, "value of %zu bytes exceeds the limit of %zu for this key",
 				  vlen, (size_t)(c->geo.chunk_bytes - SHMC__ITEM_HDR - klen));
+	/* Write-through: the remote tier first; if it refuses, L1 is left as
+	 * it was. (NX/XX apply to L1 only.) */
+	if (flags & SHMC_WRITE_THROUGH) {
+		rc = shmc__uplink_set(c, key, klen, val, vlen, ttl_ms ? ttl_ms : c->geo.default_ttl_ms,
+				      true);
+		if (rc)
+			return rc;
+	}
 	TCTX_OR_RETURN(c, t);
 	bool sampled = shmc__sample_now(c, t);
 	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
@@ -354,13 +364,16 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 	struct shmc__keyref k;
 	shmc__keyref_init(c, &k, key, klen);
 	struct write_req w = {.flags = flags, .mode = WRITE_SET};
-	rc = shmc__log_append(c, t, shmc__admission_log(c, &k), key, klen, val, vlen, expire, &w.off);
+	rc = shmc__append_new(c, t, &k, val, vlen, expire, &w.off);
 	if (rc)
 		return rc;
 	SHMC__FAULT_POINT("set.appended");
 	rc = write_commit(c, t, &k, &w, SHMC__ITEM_HDR + klen + vlen);
 	if (!rc)
 		shmc__count(t, SHMC__CTR_sets, 1);
+	if (!rc && (flags & SHMC_WRITE_BEHIND))
+		shmc__uplink_set(c, key, klen, val, vlen, ttl_ms ? ttl_ms : c->geo.default_ttl_ms,
+				 false);
 	if (sampled)
 		shmc__obs_latency(c, SHMC_OP_SET, shmc__obs_now_ns() - start_ns);
 	return rc;
@@ -368,11 +381,32 @@ int shmc_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_
 
 int shmc_del(shmc_cache *c, const void *key, size_t klen)
 {
+	return shmc_del_flags(c, key, klen, 0);
+}
+
+int shmc_del_flags(shmc_cache *c, const void *key, size_t klen, int flags)
+{
 	if (!c)
 		return SHMC_EINVAL;
 	int rc = check_write(c, key, klen);
 	if (rc)
 		return rc;
+	if (flags & ~(SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND) ||
+	    (flags & (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND)) ==
+		    (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND))
+		return shmc__fail(c, SHMC_EINVAL, "bad flags 0x%x", (unsigned)flags);
+	if ((flags & (SHMC_WRITE_THROUGH | SHMC_WRITE_BEHIND)) && !c->uplink)
+		return shmc__fail(c, SHMC_EUPLINK, "write-through/behind needs an uplink");
+	/* Remote first (through) or after (behind); a remote delete of a key
+	 * absent here still happens. */
+	if (flags & SHMC_WRITE_THROUGH) {
+		rc = shmc__uplink_del(c, key, klen, true);
+		if (rc)
+			return rc;
+	} else if (flags & SHMC_WRITE_BEHIND) {
+		shmc__uplink_del(c, key, klen, false);
+	}
+
 	TCTX_OR_RETURN(c, t);
 	struct shmc__keyref k;
 	shmc__keyref_init(c, &k, key, klen);
@@ -470,8 +504,7 @@ int shmc_incr(shmc_cache *c, const void *key, size_t klen, int64_t delta, int64_
 		char text[24];
 		int n = snprintf(text, sizeof(text), "%" PRId64, next);
 		struct write_req w = {.mode = WRITE_INCR, .expect_entry = entry};
-		rc = shmc__log_append(c, t, shmc__admission_log(c, &k), key, klen, text, (size_t)n, expire,
-				      &w.off);
+		rc = shmc__append_new(c, t, &k, text, (size_t)n, expire, &w.off);
 		if (rc)
 			return rc;
 		SHMC__FAULT_POINT("incr.appended");

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "obs.h"
 #include "rcu.h"
+#include "uplink.h"
 #include "write.h"
 
 #include <errno.h>
@@ -37,6 +38,8 @@
 #define FETCH_ROUNDS 4             /* looks before loading without a lease */
 #define REFRESH_COOLDOWN_MS 1000   /* after a failed refresh */
 #define REFRESH_QUEUE_MAX 1024     /* pending refreshes per process */
+#define LEASE_KEEP_MS (1u << 30)   /* deadline of a lease its filler keeps
+				    * (see lease_keep): never reached */
 
 /* One shmc_fetch call. */
 struct fetch {
@@ -48,6 +51,7 @@ struct fetch {
 	size_t *vlen;
 	shmc_loader_fn loader;
 	void *arg;
+	uint64_t seen_entry; /* index entry of the item look() last found */
 };
 
 /* What a look-up found. */
@@ -82,6 +86,7 @@ static enum found look(struct fetch *f, int *rc, uint64_t *soft)
 		shmc__count(f->t, SHMC__CTR_misses, 1);
 		return FOUND_ABSENT;
 	}
+	f->seen_entry = fd.entry;
 	*f->vlen = fd.hdr.vlen;
 	if (fd.hdr.vlen > f->cap)
 		*rc = SHMC_ERANGE;
@@ -121,8 +126,7 @@ static int store_through_lease(struct fetch *f, uint32_t idx, uint64_t entry, co
 	shmc_cache *c = f->c;
 	struct shmc__tctx *t = f->t;
 	uint64_t off, bytes = SHMC__ITEM_HDR + f->k.klen + (uint64_t)len;
-	if (shmc__log_append(c, t, shmc__admission_log(c, &f->k), f->k.key, f->k.klen, val, len,
-			     expire, &off) != 0) {
+	if (shmc__append_new(c, t, &f->k, val, len, expire, &off) != 0) {
 		drop_entry(f, entry);
 		return SHMC__LEASE_RETRY;
 	}
@@ -155,6 +159,15 @@ static int store_through_lease(struct fetch *f, uint32_t idx, uint64_t entry, co
 	return stored ? 0 : SHMC__LEASE_RETRY;
 }
 
+/* A loader's error, as the caller sees it: the uplink records its own,
+ * more precise message (which node, what went wrong). */
+static int loader_failed(struct fetch *f, int rc)
+{
+	if (f->loader == shmc__uplink_loader)
+		return rc;
+	return shmc__fail(f->c, rc, "loader failed: %s", shmc_strerror(rc));
+}
+
 /* How long loader calls take here, for XFetch: an average kept with
  * relaxed stores (a lost update costs nothing). */
 static void note_loader_time(shmc_cache *c, uint64_t ns)
@@ -163,10 +176,32 @@ static void note_loader_time(shmc_cache *c, uint64_t ns)
 	uatomic_set(&c->loader_avg_ns, avg ? avg - avg / 8 + ns / 8 : ns);
 }
 
+/* After the loader returned: keep lease idx for the store and the wake-up,
+ * or learn that a waiter took it over while the loader ran late. Keeping
+ * it moves its deadline out of reach (only our death lets a waiter take
+ * it now), so that exactly one of us stores, drops the entry and
+ * finishes the record. false: the lease is the taker's; this fill must
+ * not touch it. */
+static bool lease_keep(shmc_cache *c, struct shmc__tctx *t, uint32_t idx)
+{
+	struct shmc__lease *l = &c->leases[idx];
+	uint64_t claim = uatomic_read(&l->claim);
+	while (shmc__claim_owner(claim) == t->lock_id) {
+		uint64_t keep = shmc__claim_make(t->lock_id, shmc__now_ms() + LEASE_KEEP_MS);
+		uint64_t seen = uatomic_cmpxchg(&l->claim, claim, keep);
+		if (seen == claim)
+			return true;
+		claim = seen;
+	}
+	return false;
+}
+
 /* Run the loader under lease idx (owned by the caller) and store what it
- * returned. *val is the caller's to free. Returns the loader's code. */
+ * returned. *val is the caller's to free. Returns the loader's code;
+ * *kept says whether the lease was still ours (then the caller finishes
+ * it with *lease_result), or taken over (the result is the caller's only). */
 static int load_and_store(struct fetch *f, uint32_t idx, uint64_t entry, void **val, size_t *len,
-			  int *lease_result)
+			  int *lease_result, bool *kept)
 {
 	shmc_cache *c = f->c;
 	uint32_t ttl = 0;
@@ -177,15 +212,19 @@ static int load_and_store(struct fetch *f, uint32_t idx, uint64_t entry, void **
 	int rc = f->loader(f->arg, f->k.key, f->k.klen, val, len, &ttl);
 	note_loader_time(c, shmc__obs_now_ns() - t0);
 	bool rdonly = c->flags & SHMC_RDONLY;
+	*kept = lease_keep(c, f->t, idx);
 	if (rc == 0) {
 		if (SHMC__ITEM_HDR + f->k.klen + (uint64_t)*len > c->geo.chunk_bytes) {
-			drop_entry(f, entry);
+			if (*kept)
+				drop_entry(f, entry);
 			*lease_result = SHMC_ETOOBIG;
 			return shmc__fail(c, SHMC_ETOOBIG,
 					  "loaded value of %zu bytes exceeds the limit of %zu for this key",
 					  *len, (size_t)(c->geo.chunk_bytes - SHMC__ITEM_HDR - f->k.klen));
 		}
 		shmc__count(f->t, SHMC__CTR_fills, 1);
+		if (!*kept)
+			return 0;
 		*lease_result = rdonly ? SHMC__LEASE_RETRY
 				       : store_through_lease(f, idx, entry, *val, *len,
 							     shmc__expiry_for(c, ttl), SHMC__ITEM_VALUE);
@@ -195,18 +234,19 @@ static int load_and_store(struct fetch *f, uint32_t idx, uint64_t entry, void **
 	}
 	if (rc == SHMC_ENOTFOUND) {
 		shmc__count(f->t, SHMC__CTR_fills, 1);
-		if (c->geo.negative_ttl_ms && !rdonly)
+		if (*kept && c->geo.negative_ttl_ms && !rdonly)
 			store_through_lease(f, idx, entry, NULL, 0,
 					    shmc__expiry_in(c->geo.negative_ttl_ms), SHMC__ITEM_NEGATIVE);
-		else
+		else if (*kept)
 			drop_entry(f, entry);
 		*lease_result = SHMC_ENOTFOUND;
 		return rc;
 	}
 	shmc__count(f->t, SHMC__CTR_loader_errors, 1);
-	drop_entry(f, entry);
+	if (*kept)
+		drop_entry(f, entry);
 	*lease_result = rc;
-	return shmc__fail(c, rc, "loader failed: %s", shmc_strerror(rc));
+	return loader_failed(f, rc);
 }
 
 /* Hand a loaded value to the caller. */
@@ -229,8 +269,10 @@ static int fill(struct fetch *f, uint32_t idx, uint64_t entry)
 	void *val;
 	size_t len;
 	int lease_result;
-	int rc = load_and_store(f, idx, entry, &val, &len, &lease_result);
-	shmc__lease_finish(f->c, idx, lease_result);
+	bool kept;
+	int rc = load_and_store(f, idx, entry, &val, &len, &lease_result, &kept);
+	if (kept)
+		shmc__lease_finish(f->c, idx, lease_result);
 	return deliver(f, rc, val, len);
 }
 
@@ -252,7 +294,7 @@ static int load_alone(struct fetch *f)
 		}
 	} else if (rc && rc != SHMC_ENOTFOUND) {
 		shmc__count(f->t, SHMC__CTR_loader_errors, 1);
-		rc = shmc__fail(c, rc, "loader failed: %s", shmc_strerror(rc));
+		rc = loader_failed(f, rc);
 	}
 	return deliver(f, rc, val, len);
 }
@@ -299,6 +341,12 @@ static void refresh_run(shmc_cache *c, struct shmc__tctx *t, struct refresh_job 
 	uint64_t t0 = shmc__obs_now_ns();
 	int rc = job->loader(job->arg, job->key, job->klen, &val, &len, &ttl);
 	note_loader_time(c, shmc__obs_now_ns() - t0);
+	if (!lease_keep(c, t, job->idx)) {
+		/* Overran its deadline and a caller that really missed took
+		 * the lease over: the key is the taker's to fill now. */
+		free(val);
+		return;
+	}
 	bool fits = SHMC__ITEM_HDR + job->klen + (uint64_t)len <= c->geo.chunk_bytes;
 	if (rc == 0 && fits) {
 		int st = store_through_lease(&f, job->idx, job->entry, val, len,
@@ -407,13 +455,32 @@ static void refresh_async(struct fetch *f)
 	int rc;
 	shmc__rcu_read_enter(c, f->t);
 	shmc__bucket_lock(c, f->t, f->k.bucket);
-	uint64_t *slot = shmc__lease_find_locked(c, &f->k);
-	if (slot) {
-		/* Under way, or cooling down after a failure. */
-		uint32_t idx = shmc__lease_index(uatomic_read(slot));
-		if (!shmc__claim_owner(uatomic_read(&c->leases[idx].claim)))
-			shmc__count(f->t, SHMC__CTR_stale_if_error, 1);
+	struct shmc__found cur;
+	uint64_t *slot = NULL;
+	if (shmc__index_find(c, &f->k, &cur) != 0 || cur.entry != f->seen_entry) {
+		/* Replaced since look() saw it stale: refreshed (its lease
+		 * already gone from the index) or written. Refreshing again
+		 * would be a second origin call for the same expiry. */
 		rc = SHMC_EEXIST;
+	} else if ((slot = shmc__lease_find_locked(c, &f->k)) != NULL) {
+		/* Under way, or cooling down after a failure: once the
+		 * cool-down is over, the first stale serve takes the lease
+		 * and refreshes again (without it, only a sweeper's lease
+		 * reaping or the window's end would ever retry). */
+		uint64_t e = uatomic_read(slot);
+		struct shmc__lease *l = &c->leases[shmc__lease_index(e)];
+		uint64_t claim = uatomic_read(&l->claim), now = shmc__now_ms();
+		rc = SHMC_EEXIST;
+		if (!shmc__claim_owner(claim)) {
+			uint64_t mine = shmc__claim_make(f->t->lock_id, now + c->fill_timeout_ms);
+			shmc__count(f->t, SHMC__CTR_stale_if_error, 1);
+			if (shmc__claim_expired(claim, now) &&
+			    uatomic_read(&l->state) == SHMC__LEASE_FILLING &&
+			    uatomic_cmpxchg(&l->claim, claim, mine) == claim) {
+				entry = e;
+				rc = 0;
+			}
+		}
 	} else {
 		rc = shmc__lease_claim_locked(c, f->t, &f->k, f->t->lock_id,
 					      shmc__now_ms() + c->fill_timeout_ms, &entry);
@@ -481,7 +548,7 @@ static int wait_on(struct fetch *f, uint32_t idx)
 	shmc_cache *c = f->c;
 	shmc__count(f->t, SHMC__CTR_coalesced_waits, 1);
 	uint32_t timeout = c->fill_timeout_ms;
-	int w = shmc__lease_wait(c, f->t, idx, shmc__now_ms() + timeout, 2 * timeout);
+	int w = shmc__lease_wait(c, f->t, idx, timeout, 2 * timeout);
 	if (w == 1) {
 		shmc__count(f->t, SHMC__CTR_lease_takeovers, 1);
 		return 1;
@@ -594,6 +661,10 @@ int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t ca
 		return err;
 	bool sampled = shmc__sample_now(c, t);
 	uint64_t start_ns = sampled ? shmc__obs_now_ns() : 0;
+	if (!loader && c->uplink) {
+		loader = shmc__uplink_loader;
+		arg = c;
+	}
 	struct fetch f = {
 		.c = c, .t = t, .buf = buf, .cap = cap, .vlen = vlen, .loader = loader, .arg = arg};
 	shmc__keyref_init(c, &f.k, key, klen);

@@ -20,6 +20,7 @@
 #include "opts.h"
 #include "rcu.h"
 #include "role.h"
+#include "uplink.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +65,19 @@ static void tctx_release(shmc_cache *c, struct shmc__tctx *t)
 {
 	shmc__log_thread_done(c, t);
 	shmc__thread_slot_release(c, t->slot_idx);
+}
+
+/* Drop every thread context of c; release their slots only if they are
+ * this process's (not a fork parent's). */
+static void tctx_release_all(shmc_cache *c, bool ours)
+{
+	while (c->tctx_list) {
+		struct shmc__tctx *t = c->tctx_list;
+		c->tctx_list = t->next;
+		if (ours)
+			tctx_release(c, t);
+		shmc__free(t);
+	}
 }
 
 /* Thread exit: release this thread's contexts on every live handle. */
@@ -122,11 +136,7 @@ static int reregister_locked(shmc_cache *c)
 {
 	/* The parent's contexts name the parent's slots: forget them without
 	 * touching the slots. */
-	while (c->tctx_list) {
-		struct shmc__tctx *t = c->tctx_list;
-		c->tctx_list = t->next;
-		shmc__free(t);
-	}
+	tctx_release_all(c, false);
 	char path[SHMC__NAME_MAX + 8];
 	shmc__segment_path(c->name, path, sizeof(path));
 	int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
@@ -149,9 +159,12 @@ static int reregister_locked(shmc_cache *c)
 	c->fork_gen = shmc__fork_gen;
 	shmc__roles_forget(c);
 	shmc__refresher_forget(c);
+	shmc__uplink_forget(c);
 	int rc = shmc__proc_attach(c);
 	if (!rc && c->run_roles)
 		rc = shmc__roles_start(c);
+	if (!rc)
+		rc = shmc__uplink_restart(c);
 	return rc;
 }
 
@@ -212,10 +225,6 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 	if (!out || !name || (flags & ~(SHMC_CREATE | SHMC_EXCL | SHMC_RDONLY)) ||
 	    ((flags & SHMC_EXCL) && !(flags & SHMC_CREATE)))
 		return shmc__fail(NULL, SHMC_EINVAL, "bad arguments to shmc_open");
-	if (o->uplink_uri)
-		return shmc__fail(NULL, SHMC_EUPLINK,
-				  "uplink %s: no remote tier backend is available in this build",
-				  o->uplink_uri);
 	pthread_once(&process_once, process_init);
 
 	shmc_cache *c = shmc__zalloc(sizeof(*c));
@@ -232,19 +241,31 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 	pthread_mutex_unlock(&registry_lock);
 
 	c->fence_readers = !shmc__rcu_process_init();
-	int rc = shmc__segment_open(c, name, o, flags);
-	if (!rc)
-		rc = shmc__proc_attach(c);
 	c->run_roles = o->sweeper && !(flags & SHMC_RDONLY);
 	c->sample_period = o->sample_period;
 	c->fill_timeout_ms = o->fill_timeout_ms;
 	c->xfetch_beta = o->xfetch_beta;
-	if (!rc && c->run_roles && (rc = shmc__roles_start(c)) != 0)
-		shmc__proc_detach(c);
+	bool attached = false;
+	int rc = shmc__segment_open(c, name, o, flags);
+	if (!rc) {
+		rc = shmc__proc_attach(c);
+		attached = rc == 0;
+	}
+	if (!rc && o->uplink_uri)
+		rc = (c->uplink_uri = strdup(o->uplink_uri)) != NULL
+			     ? shmc__uplink_start(c, c->uplink_uri)
+			     : shmc__fail(c, SHMC_ENOMEM, "uplink URI");
+	if (!rc && c->run_roles)
+		rc = shmc__roles_start(c);
 	if (rc) {
 		/* Re-tag the message as shmc_open's: the handle never existed. */
 		char msg[256];
 		snprintf(msg, sizeof(msg), "%s", shmc_errmsg(c));
+		shmc__uplink_stop(c);
+		tctx_release_all(c, attached);
+		if (attached)
+			shmc__proc_detach(c);
+		free(c->uplink_uri);
 		shmc__segment_close(c);
 		pthread_mutex_destroy(&c->lock);
 		shmc__free(c);
@@ -271,22 +292,18 @@ int shmc_close(shmc_cache *c)
 	pthread_mutex_unlock(&registry_lock);
 
 	bool ours = c->fork_gen == shmc__fork_gen;
-	/* Threads first: a role holder or the refresher still uses its
-	 * context. */
+	/* Threads first: a role holder, the refresher and the uplink thread
+	 * still use their contexts. */
 	if (ours) {
 		shmc__roles_stop(c);
 		shmc__refresher_stop(c);
+		shmc__uplink_stop(c);
 	} else {
 		shmc__roles_forget(c);
 		shmc__refresher_forget(c);
+		shmc__uplink_forget(c);
 	}
-	while (c->tctx_list) {
-		struct shmc__tctx *t = c->tctx_list;
-		c->tctx_list = t->next;
-		if (ours)
-			tctx_release(c, t);
-		shmc__free(t);
-	}
+	tctx_release_all(c, ours);
 	/* Only the process that registered the slot may release it: a fork
 	 * child that never used the handle owns nothing. */
 	if (ours)
@@ -295,6 +312,7 @@ int shmc_close(shmc_cache *c)
 		if (shmc__tls[i].serial == c->serial)
 			shmc__tls[i].serial = 0;
 	shmc__segment_close(c);
+	free(c->uplink_uri);
 	pthread_mutex_destroy(&c->lock);
 	shmc__free(c);
 	return 0;

@@ -84,6 +84,9 @@ struct shmc_cache {
 	double xfetch_beta;      /* 0 = no early refresh */
 	uint64_t loader_avg_ns;  /* recent loader duration (fetch.c) */
 	struct shmc__refresher *refresher; /* fetch.c; started on first use */
+	char *uplink_uri;        /* NULL = no remote tier */
+	struct shmc__uplink *uplink; /* uplink.c: this process's uplink thread */
+	struct shmc__uplink *uplink_forgotten; /* the fork parent's (not ours) */
 	struct shmc__geometry geo;
 	uint32_t proc_idx;
 

@@ -130,7 +130,7 @@ void shmc__lease_leave(shmc_cache *c, uint32_t idx)
 		uatomic_cmpxchg(&l->state, SHMC__LEASE_DONE, SHMC__LEASE_FREE);
 }
 
-int shmc__lease_wait(shmc_cache *c, struct shmc__tctx *t, uint32_t idx, uint64_t new_deadline_ms,
+int shmc__lease_wait(shmc_cache *c, struct shmc__tctx *t, uint32_t idx, unsigned fill_timeout_ms,
 		     unsigned wait_ms)
 {
 	struct shmc__lease *l = &c->leases[idx];
@@ -143,8 +143,8 @@ int shmc__lease_wait(shmc_cache *c, struct shmc__tctx *t, uint32_t idx, uint64_t
 		bool gone = owner == 0 || shmc__claim_expired(claim, now) ||
 			    shmc__lock_holder_dead(c, owner, false);
 		if (gone && uatomic_read(&l->state) == SHMC__LEASE_FILLING &&
-		    uatomic_cmpxchg(&l->claim, claim, shmc__claim_make(t->lock_id, new_deadline_ms)) ==
-			    claim)
+		    uatomic_cmpxchg(&l->claim, claim,
+				    shmc__claim_make(t->lock_id, now + fill_timeout_ms)) == claim)
 			return 1;
 		if (now - start >= wait_ms)
 			return SHMC_ETIMEDOUT;

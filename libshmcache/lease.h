@@ -106,9 +106,10 @@ void shmc__lease_leave(struct shmc_cache *c, uint32_t idx);
 /* Wait for lease idx to finish, or for the right to take it over.
  * Returns SHMC__LEASE_DONE (read result, then leave), 1 if the caller now
  * owns it (filler dead, late, or a refresh cooling down; the caller still
- * counts as a waiter), or SHMC_ETIMEDOUT after wait_ms. */
+ * counts as a waiter) with a deadline fill_timeout_ms from the takeover,
+ * or SHMC_ETIMEDOUT after wait_ms. */
 int shmc__lease_wait(struct shmc_cache *c, struct shmc__tctx *t, uint32_t idx,
-		     uint64_t new_deadline_ms, unsigned wait_ms);
+		     unsigned fill_timeout_ms, unsigned wait_ms);
 
 /* Sweeper: clear leases whose filler is gone and that nobody waits for,
  * and records stuck DONE because a waiter died. */

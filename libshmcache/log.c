@@ -101,13 +101,14 @@ static void chunk_take(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class
 		       uint64_t now)
 {
 	struct shmc__chunk *ch = &c->chunks[k];
-	ch->owner = t->slot_idx + 1;
-	ch->base_ms = now;
-	ch->used = 0;
-	ch->dead = 0;
-	ch->retire_gp = 0;
-	/* Atomic stores: emptiers and the sweeper read these fields of any
-	 * chunk without a lock. */
+	/* Atomic stores: emptiers, the sweeper and stats read these fields of
+	 * any chunk without a lock, and one that saw this chunk SEALED before
+	 * it was recycled may still be reading them. */
+	uatomic_set(&ch->owner, t->slot_idx + 1);
+	uatomic_set(&ch->base_ms, now);
+	uatomic_set(&ch->used, 0);
+	uatomic_set(&ch->dead, 0);
+	uatomic_set(&ch->retire_gp, 0);
 	uatomic_set(&ch->expire_max, 0);
 	uatomic_set(&ch->expire_min, UINT64_MAX);
 	uatomic_set(&ch->log, (uint32_t)log);
@@ -171,22 +172,35 @@ uint32_t shmc__log_recycle(shmc_cache *c)
  * grace period is over when there is none. *min_pending receives the
  * smallest stamp still waiting. */
 static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
-			      uint64_t now, uint64_t *min_pending)
+			      uint64_t now, uint32_t reserve, uint64_t *min_pending)
 {
 	uint32_t n = c->geo.nchunks;
 	uint32_t rotor = uatomic_read(&c->hdr->alloc_rotor) % n;
 	for (int pass = 0; pass < 2; pass++) {
+		uint32_t nfree = 0, first = n;
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t k = (rotor + i) % n;
-			if (uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_FREE) {
-				chunk_take(c, t, log, k, now);
-				return true;
-			}
+			if (uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_FREE && !nfree++)
+				first = k;
 		}
-		if (pass == 0 && recycle_locked(c, min_pending) == 0)
+		if (nfree > reserve) {
+			chunk_take(c, t, log, first, now);
+			return true;
+		}
+		if (pass == 0 && recycle_locked(c, min_pending) <= reserve)
 			return false;
 	}
 	return false;
+}
+
+/* Seal the thread's open chunk of log, if any. */
+static void open_chunk_seal(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log)
+{
+	struct shmc__open_chunk *oc = &t->open[log];
+	if (oc->chunk) {
+		shmc__chunk_seal(c, t, oc->chunk - 1);
+		oc->chunk = 0;
+	}
 }
 
 static int chunk_open(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log, uint64_t now)
@@ -194,10 +208,16 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class 
 	/* Other writers may take the chunk we just freed; keep trying (evict,
 	 * wait for readers) until the deadline, not for a fixed count. */
 	uint64_t deadline = shmc__now_ms() + GRACE_WAIT_MS;
+	uint32_t reserve = t->making_room ? 0 : SHMC__EVICTION_RESERVE;
 	for (unsigned spin = 0; spin == 0 || shmc__now_ms() < deadline; spin++) {
+		/* An eviction step run below may have opened a chunk of this
+		 * log to move items into: use it (taking another would leave
+		 * it open and unowned for ever). */
+		if (t->open[log].chunk)
+			return 0;
 		uint64_t min_pending = UINT64_MAX;
 		alloc_lock(c);
-		bool ok = chunk_find_locked(c, t, log, now, &min_pending);
+		bool ok = chunk_find_locked(c, t, log, now, reserve, &min_pending);
 		uint32_t free_left = c->hdr->free_hint;
 		alloc_unlock(c);
 		if (ok) {
@@ -208,17 +228,35 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class 
 			if (!t->making_room) {
 				if (free_left < shmc__free_low(c))
 					shmc__sweeper_wake(c);
-				if (free_left < shmc__free_critical(c))
+				if (free_left < shmc__free_critical(c)) {
 					shmc__evict_step(c, t);
+					open_chunk_seal(c, t, SHMC__LOG_MAIN);
+				}
 			}
 			return 0;
 		}
-		/* Nothing is waiting for a grace period: make room by evicting
-		 * a sealed chunk, which then waits for one like any other. */
+		/* Down to the reserve with nothing waiting for a grace period:
+		 * a writer makes room the way the sweeper would (its step may
+		 * use the reserve; the chunk it empties then waits for a grace
+		 * period like any other, which the next round waits for).
+		 * Only when no step is possible, or for a step itself, is a
+		 * sealed chunk evicted outright; with nothing sealed left, the
+		 * reserve is better used than refused. */
 		if (min_pending == UINT64_MAX) {
+			if (!t->making_room) {
+				bool made = shmc__evict_step(c, t);
+				/* A writer keeps no main chunk open after helping,
+				 * so that writers hold one open chunk each. */
+				open_chunk_seal(c, t, SHMC__LOG_MAIN);
+				if (made)
+					continue;
+			}
 			if (shmc__reclaim_direct(c, t))
 				continue;
-			break;
+			if (!reserve)
+				break;
+			reserve = 0;
+			continue;
 		}
 		/* A thread in a read section would wait for itself. */
 		if (t->read_depth)
@@ -278,16 +316,6 @@ int shmc__log_append_here(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_cl
 	shmc__count(t, SHMC__CTR_bytes_written, bytes);
 	*off = o;
 	return 0;
-}
-
-/* Seal the thread's open chunk of log, if any. */
-static void open_chunk_seal(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log)
-{
-	struct shmc__open_chunk *oc = &t->open[log];
-	if (oc->chunk) {
-		shmc__chunk_seal(c, t, oc->chunk - 1);
-		oc->chunk = 0;
-	}
 }
 
 int shmc__log_append(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,

@@ -207,15 +207,25 @@ void shmc__obs_hotkey(shmc_cache *c, uint64_t hash, const void *key, size_t klen
 		memcpy(hot->key[e], key, klen < SHMC_HOTKEY_MAX ? klen : SHMC_HOTKEY_MAX);
 		hot->index[p] = (uint16_t)(e + 1);
 	}
-	hot->count[e]++;
-	/* Move up past smaller counts, a few ranks per sample. */
-	for (uint32_t r = hot->rank[e] % SHMC__HOT_SLOTS, steps = 0;
-	     steps < 8 && r > 0 && hot->count[e] > hot->count[hot->order[r - 1]]; steps++, r--) {
-		uint16_t above = hot->order[r - 1];
-		hot->order[r - 1] = (uint16_t)e;
-		hot->order[r] = above;
-		hot->rank[above] = (uint16_t)r;
-		hot->rank[e] = (uint16_t)(r - 1);
+	/* Keep order[] sorted by count, exactly: counts grow by one, so the
+	 * entries between e's new place (the first rank with a smaller count,
+	 * found by binary search) and its old one all had e's old count, and
+	 * swapping e with the first of them keeps the order. */
+	uint32_t r = hot->rank[e] % SHMC__HOT_SLOTS, lo = 0, hi = r;
+	uint32_t n = ++hot->count[e];
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (hot->count[hot->order[mid]] < n)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (lo < r) {
+		uint16_t other = hot->order[lo];
+		hot->order[lo] = (uint16_t)e;
+		hot->order[r] = other;
+		hot->rank[e] = (uint16_t)lo;
+		hot->rank[other] = (uint16_t)r;
 	}
 	hot->period = c->sample_period * SHMC__HOT_EVERY;
 	if (++hot->samples >= SHMC__HOT_DECAY) {
@@ -226,12 +236,6 @@ void shmc__obs_hotkey(shmc_cache *c, uint64_t hash, const void *key, size_t klen
 		hot->samples = 0;
 	}
 	pthread_mutex_unlock(&hot->lock);
-}
-
-static int by_count_desc(const void *a, const void *b)
-{
-	const struct shmc_hotkey *x = a, *y = b;
-	return x->count < y->count ? 1 : x->count > y->count ? -1 : 0;
 }
 
 int shmc_hotkeys(shmc_cache *c, struct shmc_hotkey *out, size_t cap, size_t *n)
@@ -248,7 +252,8 @@ int shmc_hotkeys(shmc_cache *c, struct shmc_hotkey *out, size_t cap, size_t *n)
 	bool locked = !(c->flags & SHMC__INSPECT) && hot_lock(hot, true) == 0;
 	uint64_t scale = hot->period ? hot->period : 1;
 	uint32_t lim = hot->used < SHMC__HOT_SLOTS ? hot->used : SHMC__HOT_SLOTS;
-	for (uint32_t i = 0; i < lim; i++) {
+	for (uint32_t rank = 0; rank < lim; rank++) { /* hottest first */
+		uint32_t i = hot->order[rank] % SHMC__HOT_SLOTS;
 		if (!hot->count[i])
 			continue;
 		struct shmc_hotkey *h = &all[used++];
@@ -261,8 +266,6 @@ int shmc_hotkeys(shmc_cache *c, struct shmc_hotkey *out, size_t cap, size_t *n)
 	}
 	if (locked)
 		pthread_mutex_unlock(&hot->lock);
-	/* Nearly sorted already; make it exact. */
-	qsort(all, used, sizeof(*all), by_count_desc);
 	*n = used < cap ? used : cap;
 	if (*n)
 		memcpy(out, all, sizeof(*all) * *n);

@@ -35,8 +35,8 @@ struct shmc__hist {
 /* Space-saving sketch (Metwally et al.): SHMC__HOT_SLOTS counters; a
  * sampled key either bumps its counter or replaces the smallest, inheriting
  * its count as error. A small open-addressing index finds a key's entry;
- * order[] ranks the entries by count (a bumped entry moves up a few ranks
- * at a time, so the order is nearly exact) and its last one is replaced.
+ * order[] ranks the entries by count, exactly (one binary search and one
+ * swap per sample), and its last one, the minimum, is replaced.
  * Only one lookup in SHMC__HOT_EVERY sampled ones is sketched. Updated
  * under a robust mutex that a sampler only tries (a busy sketch skips the
  * sample); halved every SHMC__HOT_DECAY samples so that it follows the

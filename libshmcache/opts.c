@@ -3,6 +3,7 @@
  * value is reported where it is set, not later at open.
  */
 #include "opts.h"
+#include "uplink.h"
 
 #include "shmcache.h"
 
@@ -12,6 +13,17 @@
 #define MIN_CHUNK (64u << 10)
 #define MAX_CHUNK (64u << 20)
 
+void shmc__opts_slots(const struct shmc_opts *o, unsigned *procs, unsigned *threads)
+{
+	size_t procs_auto = o->size_bytes / (16u << 10), threads_auto = o->size_bytes / (4u << 10);
+	*procs = o->max_procs ? o->max_procs
+			      : (unsigned)(procs_auto < 16 ? 16 : procs_auto > 256 ? 256 : procs_auto);
+	*threads = o->max_threads ? o->max_threads
+				  : (unsigned)(threads_auto < 64    ? 64
+					       : threads_auto > 1024 ? 1024
+								     : threads_auto);
+}
+
 void shmc__opts_defaults(struct shmc_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -19,8 +31,8 @@ void shmc__opts_defaults(struct shmc_opts *o)
 	o->mode = 0600;
 	o->max_key_bytes = SHMC_DEFAULT_KEY_MAX;
 	o->item_bytes = 128;
-	o->max_procs = 256;
-	o->max_threads = 1024;
+	o->max_procs = 0;   /* automatic: see shmc__opts_slots() */
+	o->max_threads = 0;
 	o->sweeper = 1;
 	o->sample_period = SHMC__DEFAULT_SAMPLE_PERIOD;
 	o->negative_ttl_ms = SHMC__DEFAULT_NEGATIVE_TTL_MS;
@@ -69,13 +81,9 @@ int shmc_opts_set_uplink(shmc_opts *o, const char *uri)
 		return SHMC_EINVAL;
 	char *copy = NULL;
 	if (uri) {
-		static const char *const schemes[] = {"redis://", "redis+unix://",
-						      "redis-cluster://", "memcached://"};
-		int known = 0;
-		for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
-			known |= strncmp(uri, schemes[i], strlen(schemes[i])) == 0;
-		if (!known)
-			return SHMC_EINVAL;
+		int rc = shmc__uplink_check_uri(uri);
+		if (rc)
+			return rc;
 		copy = strdup(uri);
 		if (!copy)
 			return SHMC_ENOMEM;

@@ -30,4 +30,9 @@ struct shmc_opts {
 
 void shmc__opts_defaults(struct shmc_opts *o);
 
+/* The process and thread slots a new segment gets: what was set, or by
+ * default 256 and 1024, fewer in segments under 4 MiB so that slots do not
+ * crowd out the data (size / 16 KiB and size / 4 KiB, at least 16 and 64). */
+void shmc__opts_slots(const struct shmc_opts *o, unsigned *procs, unsigned *threads);
+
 #endif

@@ -51,9 +51,9 @@ struct shmc__thread_slot {
 	uint32_t tid;            /* display only */
 	uint32_t reserved;
 	uint64_t counters[SHMC__NCOUNTERS]; /* owner writes, stats readers sum */
-	uint64_t pad[32 - 3 - SHMC__NCOUNTERS];
+	uint64_t pad[48 - 3 - SHMC__NCOUNTERS];
 };
-_Static_assert(sizeof(struct shmc__thread_slot) == 256, "four cache lines");
+_Static_assert(sizeof(struct shmc__thread_slot) == 384, "six cache lines");
 
 struct shmc_cache;
 

@@ -54,4 +54,38 @@ void shmc__rcluster_stats(const struct shmc__rcluster *cl, struct shmc__rcluster
 void shmc__rcluster_each_node(struct shmc__rcluster *cl,
 			      void (*fn)(void *arg, struct shmc__rnode *n), void *arg);
 
+/* The parsed CLUSTER SLOTS reply, before it becomes a routing table.
+ * Exposed so that tests can feed the parser hand-built replies; the rest of
+ * the library goes through shmc__rcluster_new / _tick / _exec. */
+#define SHMC__CLUSTER_MAX_REPLICAS 4 /* replicas kept per master; more are ignored */
+#define SHMC__CLUSTER_NO_NODE UINT16_MAX
+
+struct shmc__cluster_range {
+	uint16_t first, last; /* slots, inclusive */
+	uint16_t master;      /* index into nodes, or SHMC__CLUSTER_NO_NODE when the
+			       * node announced its address as unknown ("?") */
+	uint16_t nreplicas;
+	uint16_t replica[SHMC__CLUSTER_MAX_REPLICAS]; /* indexes into nodes */
+};
+
+struct shmc__cluster_map {
+	struct shmc__cluster_range *ranges; /* one per reply entry, in reply order */
+	size_t nranges;
+	struct shmc__endpoint *nodes;       /* distinct nodes named, by host:port */
+	size_t nnodes;
+};
+
+/* Parse and validate a CLUSTER SLOTS reply: every element's type, slot
+ * numbers in 0..16383 with first <= last, no slot twice, hosts that fit an
+ * endpoint, ports in 1..65535, node ids (when present) strings. A node with
+ * an empty host is asked_host (the node that answered); one with host "?"
+ * is unknown (a replica is then left out; a master leaves its slots
+ * unserved). Returns 0 and *out (release with shmc__cluster_map_free), or
+ * SHMC_EUPLINK (an error reply, garbage, or no slot at all) or SHMC_ENOMEM,
+ * with the reason in err (NUL-terminated, at most errcap bytes) and *out
+ * empty. */
+int shmc__cluster_map_parse(const struct redisReply *reply, const char *asked_host,
+			    struct shmc__cluster_map *out, char *err, size_t errcap);
+void shmc__cluster_map_free(struct shmc__cluster_map *m);
+
 #endif

@@ -105,9 +105,11 @@ static void *role_thread_main(void *arg)
 		int err = 0;
 		struct shmc__tctx *t = shmc__tctx_get(rt->c, &err);
 		if (t) {
+			uatomic_set(&r->holder_proc, rt->c->proc_idx + 1);
 			uatomic_set(&r->holder_pid, (uint32_t)getpid());
 			shmc__sweeper_run(rt->c, t, &rt->stop);
 			uatomic_set(&r->holder_pid, 0);
+			uatomic_set(&r->holder_proc, 0);
 			/* Hand over our open chunks now, not at close. */
 			shmc__log_thread_done(rt->c, t);
 		}

@@ -108,11 +108,12 @@ struct layout {
 	uint64_t off_procs, off_threads, off_obs, off_leases, off_buckets, off_chunks, off_data, end;
 };
 
-/* One fill lease per thread slot (a thread fills one key at a time), at
- * least a few dozen. */
+/* Fill leases: a thread fills one key at a time, and rarely do more than
+ * half of them fill at once (a fetcher that finds none free loads without
+ * one); at least a few dozen. */
 static uint32_t leases_for(uint32_t max_threads)
 {
-	return max_threads < 64 ? 64 : max_threads;
+	return max_threads < 128 ? 64 : max_threads / 2;
 }
 
 static void layout_compute(uint32_t max_procs, uint32_t max_threads, uint32_t nbuckets,
@@ -245,8 +246,11 @@ static int plan_new(const struct shmc_opts *o, struct shmc__header *h, struct la
 	return 0;
 }
 
-static int init_new(shmc_cache *c, const struct shmc_opts *o)
+static int init_new(shmc_cache *c, const struct shmc_opts *opts)
 {
+	struct shmc_opts eff = *opts;
+	const struct shmc_opts *o = &eff;
+	shmc__opts_slots(opts, &eff.max_procs, &eff.max_threads);
 	struct shmc__header plan = {0};
 	struct layout l;
 	int rc = plan_new(o, &plan, &l);

@@ -38,7 +38,12 @@ enum {
 	X(bytes_written) X(items_added) X(items_removed) X(promotions)           \
 	X(fills) X(coalesced_waits) X(origin_calls) X(lease_takeovers)           \
 	X(negative_hits) X(stale_serves) X(refreshes) X(loader_errors)           \
-	X(stale_if_error)
+	X(stale_if_error)                                                         \
+	X(uplink_batches) X(uplink_ops) X(uplink_err_connect)                     \
+	X(uplink_err_timeout) X(uplink_err_protocol) X(uplink_err_reply)          \
+	X(uplink_fast_fails) X(uplink_breaker_opens) X(uplink_redirects)          \
+	X(uplink_topology_refreshes) X(write_behind_queued)                       \
+	X(write_behind_dropped) X(write_behind_failed)
 
 /* A background role's lease and its persisted state. Whoever holds the
  * lease (a robust, process-shared mutex) runs the role; when the holder
@@ -53,7 +58,9 @@ struct shmc__role {
 	uint64_t handovers;    /* times taken from a dead holder */
 	uint64_t passes;       /* passes completed */
 	uint64_t cursor;       /* sweeper: where the expiry walk resumes */
-	uint64_t reserved[4];
+	uint32_t holder_proc;  /* proc slot + 1 of the holder: tells a dead one */
+	uint32_t reserved32;
+	uint64_t reserved[3];
 };
 
 enum shmc__counter {

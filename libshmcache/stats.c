@@ -61,8 +61,25 @@ int shmc_stats(shmc_cache *c, struct shmc_stats *out)
 	out->refreshes = ctr[SHMC__CTR_refreshes];
 	out->loader_errors = ctr[SHMC__CTR_loader_errors];
 	out->stale_if_error = ctr[SHMC__CTR_stale_if_error];
+	out->uplink_batches = ctr[SHMC__CTR_uplink_batches];
+	out->uplink_ops = ctr[SHMC__CTR_uplink_ops];
+	out->uplink_err_connect = ctr[SHMC__CTR_uplink_err_connect];
+	out->uplink_err_timeout = ctr[SHMC__CTR_uplink_err_timeout];
+	out->uplink_err_protocol = ctr[SHMC__CTR_uplink_err_protocol];
+	out->uplink_err_reply = ctr[SHMC__CTR_uplink_err_reply];
+	out->uplink_fast_fails = ctr[SHMC__CTR_uplink_fast_fails];
+	out->uplink_breaker_opens = ctr[SHMC__CTR_uplink_breaker_opens];
+	out->uplink_redirects = ctr[SHMC__CTR_uplink_redirects];
+	out->uplink_topology_refreshes = ctr[SHMC__CTR_uplink_topology_refreshes];
+	out->write_behind_queued = ctr[SHMC__CTR_write_behind_queued];
+	out->write_behind_dropped = ctr[SHMC__CTR_write_behind_dropped];
+	out->write_behind_failed = ctr[SHMC__CTR_write_behind_failed];
 	const struct shmc__role *sweeper = &c->hdr->role[SHMC__ROLE_SWEEPER];
-	out->sweeper_pid = uatomic_read(&sweeper->holder_pid);
+	/* A holder killed with no process to take over leaves its pid
+	 * behind: report it only while its process lives. */
+	uint32_t holder = uatomic_read(&sweeper->holder_proc);
+	if (holder && holder - 1 < c->geo.max_procs && shmc__proc_alive(c, holder - 1))
+		out->sweeper_pid = uatomic_read(&sweeper->holder_pid);
 	out->sweeper_handovers = uatomic_read(&sweeper->handovers);
 	out->sweeper_passes = uatomic_read(&sweeper->passes);
 	uint64_t added = ctr[SHMC__CTR_items_added], removed = ctr[SHMC__CTR_items_removed];

@@ -43,13 +43,13 @@
 uint32_t shmc__free_low(const shmc_cache *c)
 {
 	uint32_t w = c->geo.nchunks / 32;
-	return w < 2 ? 2 : w;
+	return SHMC__EVICTION_RESERVE + (w < 2 ? 2 : w);
 }
 
 uint32_t shmc__free_critical(const shmc_cache *c)
 {
-	uint32_t w = shmc__free_low(c) / 2;
-	return w ? w : 1;
+	uint32_t w = c->geo.nchunks / 64;
+	return SHMC__EVICTION_RESERVE + (w ? w : 1);
 }
 
 /* The probationary log's share of the chunks (S3-FIFO's 10%). */
@@ -65,22 +65,35 @@ static uint64_t chunk_live(const struct shmc__chunk *ch)
 	return used > dead ? used - dead : 0;
 }
 
-/* The sealed chunk with the fewest live bytes, or UINT32_MAX. */
-static uint32_t pick_emptiest(shmc_cache *c)
+/* The victim of a direct reclaim, which has no room to move anything: the
+ * probationary log's oldest sealed chunk while that log is over its share
+ * (its items have not proved themselves; a scan must not reach main),
+ * else the sealed chunk with the fewest live bytes. UINT32_MAX if none. */
+static uint32_t pick_direct_victim(shmc_cache *c)
 {
-	uint32_t best = UINT32_MAX;
-	uint64_t best_live = UINT64_MAX;
+	uint32_t emptiest = UINT32_MAX, oldest_small = UINT32_MAX, small_chunks = 0;
+	uint64_t least_live = UINT64_MAX, oldest_seq = UINT64_MAX;
 	for (uint32_t k = 0; k < c->geo.nchunks; k++) {
 		struct shmc__chunk *ch = &c->chunks[k];
-		if (uatomic_read(&ch->state) != SHMC__CHUNK_SEALED)
+		uint32_t st = uatomic_read(&ch->state);
+		bool small = uatomic_read(&ch->log) == SHMC__LOG_SMALL;
+		if (st != SHMC__CHUNK_SEALED && st != SHMC__CHUNK_OPEN)
 			continue;
-		uint64_t live = chunk_live(ch);
-		if (live < best_live) {
-			best_live = live;
-			best = k;
+		small_chunks += small;
+		if (st != SHMC__CHUNK_SEALED)
+			continue;
+		uint64_t live = chunk_live(ch), seq = uatomic_read(&ch->open_seq);
+		if (live < least_live) {
+			least_live = live;
+			emptiest = k;
+		}
+		if (small && seq < oldest_seq) {
+			oldest_seq = seq;
+			oldest_small = k;
 		}
 	}
-	return best;
+	return oldest_small != UINT32_MAX && small_chunks > small_target(c) ? oldest_small
+									    : emptiest;
 }
 
 /* What happens to the reachable items of a chunk being emptied. Expired
@@ -291,7 +304,7 @@ bool shmc__reclaim_direct(shmc_cache *c, struct shmc__tctx *t)
 	if (finish_retirements(c, t))
 		return true;
 	for (int tries = 0; tries < 4; tries++) {
-		uint32_t k = pick_emptiest(c);
+		uint32_t k = pick_direct_victim(c);
 		if (k == UINT32_MAX)
 			return false;
 		struct shmc__chunk *ch = &c->chunks[k];

@@ -24,8 +24,14 @@ bool shmc__reclaim_direct(struct shmc_cache *c, struct shmc__tctx *t);
  * claimed. The caller must not be inside a read section. */
 bool shmc__evict_step(struct shmc_cache *c, struct shmc__tctx *t);
 
+/* Free chunks only an eviction step may take: what it keeps (promotions,
+ * CLOCK survivors) needs room to move into, or the step would have to
+ * fall back to evicting blindly. */
+#define SHMC__EVICTION_RESERVE 2u
+
 /* Free chunks the sweeper keeps available, and the level below which a
- * writer makes room itself (the sweeper is behind, or none runs). */
+ * writer makes room itself (the sweeper is behind, or none runs); both
+ * count the reserve in. */
 uint32_t shmc__free_low(const struct shmc_cache *c);
 uint32_t shmc__free_critical(const struct shmc_cache *c);
 

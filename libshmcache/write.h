@@ -28,9 +28,12 @@ uint64_t shmc__expiry_in(uint64_t ttl_ms);
  * the header clock honest on the way. */
 uint64_t shmc__expiry_for(struct shmc_cache *c, uint32_t ttl_ms);
 
-/* Which log a new item of key k enters (probation unless its ghost says
- * it was evicted from probation recently). */
-enum shmc__log_class shmc__admission_log(struct shmc_cache *c, const struct shmc__keyref *k);
+/* Append a new item of key k to the calling thread's probationary chunk
+ * (writers write nowhere else, so each holds one open chunk). If k's ghost
+ * says it was evicted from probation recently, it has proved it comes back:
+ * the item is marked read, so that leaving probation promotes it. */
+int shmc__append_new(struct shmc_cache *c, struct shmc__tctx *t, const struct shmc__keyref *k,
+		     const void *val, size_t vlen, uint64_t expire, uint64_t *off);
 
 /* Account a displaced or removed index entry dead. Inside a read section. */
 void shmc__entry_dead(struct shmc_cache *c, struct shmc__tctx *t, uint64_t e);

@@ -7,6 +7,16 @@
  *
  * Values are self-describing (tests/common/testutil.h), so a read that
  * returns reused or torn memory is detected, not just a crash.
+ *
+ * The victim order of one eviction step (shmc__evict_step): a sealed chunk
+ * whose items have all expired; else one at least half dead, compacted
+ * (every live item moved, keeping its reference bit within its log); else
+ * the probationary log's oldest chunk while that log holds more than its
+ * share (read items promoted to main, the rest evicted leaving a ghost);
+ * else the main log's oldest chunk, CLOCK (read items copied forward with
+ * the bit cleared, the rest evicted, no ghost). Chunks are built from
+ * 16 KiB items, four to a chunk; a key is put in the main log by planting
+ * its ghost before setting it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +36,7 @@
 #include "log.h"
 #include "rcu.h"
 #include "sweeper.h"
+#include "tu_verify.h"
 #include "unitutil.h"
 
 #define SEGMENT_BYTES (1u << 20)
@@ -304,6 +315,356 @@ static void test_sweeper_reclaimed_chunk_stamped_for_reuse(void **state)
 	assert_true(c->chunks[x].retire_gp <= shmc__rcu_oldest_reader(c));
 }
 
+/* ------------------------------------------------ eviction step order */
+
+/* The probationary log's share of the chunks (sweeper.c: S3-FIFO's 10%). */
+static uint32_t small_share(const shmc_cache *c)
+{
+	uint32_t w = c->geo.nchunks / 10;
+
+	return w ? w : 1;
+}
+
+static void set_big_ttl(shmc_cache *c, const char *key, char fill, uint32_t ttl_ms)
+{
+	size_t klen = strlen(key), vlen = BIG_ITEM - SHMC__ITEM_HDR - klen;
+	unsigned char *val = malloc(vlen);
+
+	assert_non_null(val);
+	memset(val, fill, vlen);
+	assert_int_equal(shmc_set(c, key, klen, val, vlen, ttl_ms, 0), 0);
+	free(val);
+}
+
+static uint16_t *ghost_of(shmc_cache *c, const char *key, uint16_t *fp)
+{
+	struct shmc__keyref k;
+
+	shmc__keyref_init(c, &k, key, strlen(key));
+	if (fp != NULL)
+		*fp = shmc__ghost_fp(&k);
+	return &c->buckets[k.bucket].ghost;
+}
+
+/* A big item admitted straight to the main log: its ghost is planted
+ * first, as if it had just been evicted from probation. */
+static void set_big_main(shmc_cache *c, const char *key, char fill)
+{
+	uint16_t fp;
+	uint16_t *ghost = ghost_of(c, key, &fp);
+
+	*ghost = fp;
+	set_big(c, key, fill);
+	assert_int_equal(*ghost, 0); /* admission spent it */
+}
+
+/* Where key's item is, without setting its reference bit (a GET would). */
+struct where {
+	bool found;
+	uint32_t chunk, log;
+	uint8_t refbit;
+};
+
+static struct where where_is(shmc_cache *c, const char *key)
+{
+	struct shmc__tctx *t = tctx_of(c);
+	struct shmc__keyref k;
+	struct shmc__found f;
+	struct where w = {0};
+
+	shmc__keyref_init(c, &k, key, strlen(key));
+	shmc__rcu_read_enter(c, t);
+	if (shmc__index_find(c, &k, &f) == 0) {
+		w.found = true;
+		w.chunk = shmc__chunk_of(c, shmc__entry_off(f.entry));
+		w.log = c->chunks[w.chunk].log;
+		w.refbit = f.hdr.refbit;
+	}
+	shmc__rcu_read_exit(c, t);
+	return w;
+}
+
+/* Read key (sets its reference bit); it must hold fill. */
+static void read_big(shmc_cache *c, const char *key, char fill)
+{
+	char got;
+
+	assert_int_equal(get_big(c, key, &got), 0);
+	assert_int_equal(got, fill);
+}
+
+/* Seal the test thread's open chunks (one per log). */
+static void seal_open(shmc_cache *c)
+{
+	shmc__log_thread_done(c, tctx_of(c));
+}
+
+static struct shmc_stats stats_now(shmc_cache *c)
+{
+	struct shmc_stats st;
+
+	assert_int_equal(shmc_stats(c, &st), 0);
+	return st;
+}
+
+static void assert_verify_clean(void **state)
+{
+	assert_int_equal(tu_verify_clean(fixture_of(state)->name, NULL), 0);
+}
+
+/* A: a0..a3 (oldest, all live); B: b0..b3 with b0 and b1 overwritten (half
+ * dead); C: c0..c3 with a 30 ms TTL, all expired. Three steps take C
+ * (expired first, though the youngest), then B (compaction, nothing
+ * lost), then A (oldest of probation: unread, evicted). */
+static void test_sweeper_evict_step_order_expired_then_half_dead_then_oldest(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const a[] = {"a0", "a1", "a2", "a3"};
+	static const char *const b[] = {"b0", "b1", "b2", "b3"};
+	static const char *const cc[] = {"c0", "c1", "c2", "c3"};
+	char fill;
+
+	for (int i = 0; i < 4; i++)
+		set_big(c, a[i], 'a');
+	for (int i = 0; i < 4; i++)
+		set_big(c, b[i], 'b');
+	for (int i = 0; i < 4; i++)
+		set_big_ttl(c, cc[i], 'c', 30);
+	set_big(c, "b0", 'B');
+	set_big(c, "b1", 'B');
+	uint32_t ka = chunk_of_key(c, "a0"), kb = chunk_of_key(c, "b2"), kc = chunk_of_key(c, "c0");
+	assert_int_equal(c->chunks[ka].state, SHMC__CHUNK_SEALED);
+	assert_int_equal(c->chunks[kb].state, SHMC__CHUNK_SEALED);
+	assert_int_equal(c->chunks[kc].state, SHMC__CHUNK_SEALED);
+	assert_true(c->chunks[kb].dead * 2 == c->chunks[kb].used);
+	assert_true(c->chunks[ka].open_seq < c->chunks[kb].open_seq &&
+		    c->chunks[kb].open_seq < c->chunks[kc].open_seq);
+	tu_sleep_ms(80); /* c0..c3 expire */
+
+	/* 1: the wholly expired chunk, its items counted as expirations. */
+	struct shmc_stats st0 = stats_now(c);
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[kc].state, SHMC__CHUNK_RETIRED);
+	assert_int_equal(c->chunks[ka].state, SHMC__CHUNK_SEALED);
+	assert_int_equal(c->chunks[kb].state, SHMC__CHUNK_SEALED);
+	for (int i = 0; i < 4; i++)
+		assert_false(where_is(c, cc[i]).found);
+	assert_int_equal(st1.expirations - st0.expirations, 4);
+	assert_int_equal(st1.evictions, st0.evictions);
+
+	/* 2: the half-dead chunk, compacted: nothing lost. */
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st2 = stats_now(c);
+	assert_int_equal(c->chunks[kb].state, SHMC__CHUNK_RETIRED);
+	assert_int_equal(c->chunks[ka].state, SHMC__CHUNK_SEALED);
+	assert_int_equal(st2.evictions, st1.evictions);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(get_big(c, b[i], &fill), 0);
+		assert_int_equal(fill, i < 2 ? 'B' : 'b');
+	}
+
+	/* 3: the oldest probationary chunk: unread, so evicted. */
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st3 = stats_now(c);
+	assert_int_equal(c->chunks[ka].state, SHMC__CHUNK_RETIRED);
+	for (int i = 0; i < 4; i++)
+		assert_false(where_is(c, a[i]).found);
+	assert_int_equal(st3.evictions - st2.evictions, 4);
+	assert_int_equal(st3.evictions_probation - st2.evictions_probation, 4);
+	assert_int_equal(st3.evictions_direct, st0.evictions_direct);
+	assert_verify_clean(state);
+}
+
+/* A main-log chunk m0..m3, m0 and m1 overwritten (half dead), m2 read:
+ * compaction moves m2 and m3 within main, m2 keeping its reference bit
+ * and m3 its clear one; nothing is evicted or promoted. */
+static void test_sweeper_evict_step_compacts_half_dead_main_chunk_keeping_refbits(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const m[] = {"m0", "m1", "m2", "m3"};
+
+	for (int i = 0; i < 4; i++)
+		set_big_main(c, m[i], 'm');
+	uint32_t km = chunk_of_key(c, "m0");
+	assert_int_equal(c->chunks[km].log, SHMC__LOG_MAIN);
+	read_big(c, "m2", 'm');
+	set_big(c, "m0", 'M');
+	set_big(c, "m1", 'M');
+	seal_open(c);
+	assert_int_equal(c->chunks[km].state, SHMC__CHUNK_SEALED);
+	assert_true(c->chunks[km].dead * 2 == c->chunks[km].used);
+	assert_int_equal(where_is(c, "m2").refbit, 1);
+	assert_int_equal(where_is(c, "m3").refbit, 0);
+
+	struct shmc_stats st0 = stats_now(c);
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[km].state, SHMC__CHUNK_RETIRED);
+	struct where w2 = where_is(c, "m2"), w3 = where_is(c, "m3");
+	assert_true(w2.found && w3.found);
+	assert_int_not_equal(w2.chunk, km);
+	assert_int_not_equal(w3.chunk, km);
+	assert_int_equal(w2.log, SHMC__LOG_MAIN);
+	assert_int_equal(w3.log, SHMC__LOG_MAIN);
+	assert_int_equal(w2.refbit, 1);
+	assert_int_equal(w3.refbit, 0);
+	assert_int_equal(st1.evictions, st0.evictions);
+	assert_int_equal(st1.promotions, st0.promotions);
+	assert_int_equal(st1.items, st0.items);
+	read_big(c, "m0", 'M');
+	read_big(c, "m1", 'M');
+	read_big(c, "m2", 'm');
+	read_big(c, "m3", 'm');
+	assert_verify_clean(state);
+}
+
+/* A probationary chunk s0..s3, s0 and s1 overwritten, s2 read: compaction
+ * keeps both live items; the read one graduates to main (a promotion,
+ * with a fresh bit), the unread one stays on probation. */
+static void test_sweeper_evict_step_compacts_half_dead_probation_chunk_promoting_read(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const s_[] = {"s0", "s1", "s2", "s3"};
+
+	for (int i = 0; i < 4; i++)
+		set_big(c, s_[i], 's');
+	uint32_t ks = chunk_of_key(c, "s0");
+	assert_int_equal(c->chunks[ks].log, SHMC__LOG_SMALL);
+	read_big(c, "s2", 's');
+	set_big(c, "s0", 'S');
+	set_big(c, "s1", 'S');
+	assert_int_equal(c->chunks[ks].state, SHMC__CHUNK_SEALED);
+
+	struct shmc_stats st0 = stats_now(c);
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[ks].state, SHMC__CHUNK_RETIRED);
+	struct where w2 = where_is(c, "s2"), w3 = where_is(c, "s3");
+	assert_true(w2.found && w3.found);
+	assert_int_equal(w2.log, SHMC__LOG_MAIN);
+	assert_int_equal(w2.refbit, 0);
+	assert_int_equal(w3.log, SHMC__LOG_SMALL);
+	assert_int_equal(w3.refbit, 0);
+	assert_int_equal(st1.promotions - st0.promotions, 1);
+	assert_int_equal(st1.evictions, st0.evictions);
+	read_big(c, "s2", 's');
+	read_big(c, "s3", 's');
+	assert_verify_clean(state);
+}
+
+/* Main chunk M (oldest of all), then probationary chunks P (p0..p3, p0
+ * and p2 read) and as many more as the probation share, all sealed: the
+ * probationary log is over its share, so the step takes P, not the older
+ * M. p0 and p2 are promoted to main with a fresh bit; p1 and p3 are
+ * evicted, each leaving its ghost, which sends p1 straight to main when
+ * it is set again. */
+static void test_sweeper_evict_step_over_share_probation_promotes_read_evicts_rest(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const m[] = {"m0", "m1", "m2", "m3"};
+	static const char *const p[] = {"p0", "p1", "p2", "p3"};
+	const uint32_t share = small_share(c);
+	uint16_t fp1, fp3;
+	uint16_t *g1 = ghost_of(c, "p1", &fp1), *g3 = ghost_of(c, "p3", &fp3);
+
+	assert_true(g1 != g3); /* distinct buckets: each keeps its ghost */
+	for (int i = 0; i < 4; i++)
+		set_big_main(c, m[i], 'm');
+	for (int i = 0; i < 4; i++)
+		set_big(c, p[i], 'p');
+	for (uint32_t j = 0; j < share; j++)
+		for (int i = 0; i < 4; i++) {
+			char key[16];
+
+			snprintf(key, sizeof key, "f%u-%d", j, i);
+			set_big(c, key, 'f');
+		}
+	seal_open(c);
+	uint32_t km = chunk_of_key(c, "m0"), kp = chunk_of_key(c, "p0");
+	assert_true(c->chunks[km].open_seq < c->chunks[kp].open_seq);
+	read_big(c, "p0", 'p');
+	read_big(c, "p2", 'p');
+	assert_int_not_equal(*g1, fp1);
+	assert_int_not_equal(*g3, fp3);
+
+	struct shmc_stats st0 = stats_now(c);
+	assert_int_equal(st0.chunks_probation, share + 1); /* over its share */
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[kp].state, SHMC__CHUNK_RETIRED);
+	assert_int_equal(c->chunks[km].state, SHMC__CHUNK_SEALED);
+	for (int i = 0; i < 4; i += 2) {
+		struct where w = where_is(c, p[i]);
+
+		assert_true(w.found);
+		assert_int_equal(w.log, SHMC__LOG_MAIN);
+		assert_int_equal(w.refbit, 0);
+		read_big(c, p[i], 'p');
+	}
+	assert_false(where_is(c, "p1").found);
+	assert_false(where_is(c, "p3").found);
+	assert_int_equal(*g1, fp1);
+	assert_int_equal(*g3, fp3);
+	assert_int_equal(st1.promotions - st0.promotions, 2);
+	assert_int_equal(st1.evictions - st0.evictions, 2);
+	assert_int_equal(st1.evictions_probation - st0.evictions_probation, 2);
+
+	/* Asked for again: admitted to main, the ghost spent. */
+	set_big(c, "p1", 'P');
+	assert_int_equal(where_is(c, "p1").log, SHMC__LOG_MAIN);
+	assert_int_equal(*g1, 0);
+	assert_verify_clean(state);
+}
+
+/* Probationary chunk S (older, within its share) and main chunk M (m0..m3,
+ * m1 and m3 read), both sealed: the step takes M by CLOCK. m1 and m3 are
+ * copied forward within main with the bit cleared; m0 and m2 are evicted
+ * and, leaving main, leave no ghost. S is untouched. */
+static void test_sweeper_evict_step_main_clock_copies_read_forward_bit_cleared(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const s_[] = {"s0", "s1", "s2", "s3"};
+	static const char *const m[] = {"m0", "m1", "m2", "m3"};
+
+	for (int i = 0; i < 4; i++)
+		set_big(c, s_[i], 's');
+	for (int i = 0; i < 4; i++)
+		set_big_main(c, m[i], 'm');
+	seal_open(c);
+	uint32_t ks = chunk_of_key(c, "s0"), km = chunk_of_key(c, "m0");
+	assert_true(c->chunks[ks].open_seq < c->chunks[km].open_seq);
+	read_big(c, "m1", 'm');
+	read_big(c, "m3", 'm');
+	struct shmc_stats st0 = stats_now(c);
+	assert_true(st0.chunks_probation <= small_share(c)); /* within its share */
+
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[km].state, SHMC__CHUNK_RETIRED);
+	assert_int_equal(c->chunks[ks].state, SHMC__CHUNK_SEALED);
+	for (int i = 1; i < 4; i += 2) {
+		struct where w = where_is(c, m[i]);
+
+		assert_true(w.found);
+		assert_int_not_equal(w.chunk, km);
+		assert_int_equal(w.log, SHMC__LOG_MAIN);
+		assert_int_equal(w.refbit, 0);
+	}
+	for (int i = 0; i < 4; i += 2) {
+		assert_false(where_is(c, m[i]).found);
+		assert_int_equal(*ghost_of(c, m[i], NULL), 0);
+	}
+	assert_int_equal(st1.evictions - st0.evictions, 2);
+	assert_int_equal(st1.evictions_clock - st0.evictions_clock, 2);
+	assert_int_equal(st1.promotions, st0.promotions);
+	read_big(c, "m1", 'm');
+	read_big(c, "m3", 'm');
+	for (int i = 0; i < 4; i++)
+		read_big(c, s_[i], 's');
+	assert_verify_clean(state);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -315,6 +676,11 @@ int main(int argc, char **argv)
 		TEST(test_sweeper_reclaim_unlinks_only_victim_items),
 		TEST(test_sweeper_reclaim_counts_evictions),
 		TEST(test_sweeper_reclaimed_chunk_stamped_for_reuse),
+		TEST(test_sweeper_evict_step_order_expired_then_half_dead_then_oldest),
+		TEST(test_sweeper_evict_step_compacts_half_dead_main_chunk_keeping_refbits),
+		TEST(test_sweeper_evict_step_compacts_half_dead_probation_chunk_promoting_read),
+		TEST(test_sweeper_evict_step_over_share_probation_promotes_read_evicts_rest),
+		TEST(test_sweeper_evict_step_main_clock_copies_read_forward_bit_cleared),
 	};
 
 	(void)argc;

@@ -1,0 +1,411 @@
+/*
+ * uplink.c - the uplink thread: a process-local queue of remote operations,
+ * batched and pipelined to the remote tier.
+ *
+ * Callers enqueue (wait-free, liburcu's wfcqueue) and, unless the operation
+ * is a write-behind, sleep on a futex in their own request until the thread
+ * answers. The thread sleeps when the queue is empty and a producer that
+ * sees it asleep wakes it (a flag and a futex word, ordered by full
+ * barriers on both sides, so a wakeup is never lost). Every remote call is
+ * bounded by the configured timeouts, so a caller never waits forever; an
+ * open breaker answers at once.
+ *
+ * Write-behind operations own copies of their key and value and are freed
+ * by the thread; at most write_behind_queue of them wait at a time, beyond
+ * that they are dropped and counted.
+ */
+#include "uplink.h"
+
+#include "alloc.h"
+#include "handle.h"
+#include "obs.h"
+#include "redis_cluster.h"
+#include "redis_node.h"
+#include "uplink_uri.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <urcu/futex.h>
+#include <urcu/wfcqueue.h>
+#include "atomic.h"
+
+#define IDLE_TICK_MS 50 /* health checks and topology refresh while idle */
+
+struct uplink_req {
+	struct cds_wfcq_node node;
+	struct shmc__rop op;
+	bool owned;           /* write-behind: the thread frees it */
+	int32_t done;         /* futex word: 1 once op's result is set */
+	unsigned char data[]; /* owned copies of key and value */
+};
+
+struct shmc__uplink {
+	struct shmc__uplink_config cfg;
+	struct cds_wfcq_head head;
+	struct cds_wfcq_tail tail;
+	int32_t wake;        /* futex word the thread sleeps on */
+	int32_t sleeping;    /* the thread is (about to be) asleep */
+	int32_t stop;
+	uint32_t behind_pending;
+	struct shmc__rnode *node;        /* standalone server */
+	struct shmc__rcluster *cluster;  /* or a cluster */
+	shmc_cache *c;
+	pthread_t thread;
+	/* What the thread has counted so far of the backend's cumulative
+	 * statistics (it counts the differences). */
+	struct shmc__rnode_stats seen_nodes;
+	struct shmc__rcluster_stats seen_cluster;
+};
+
+int shmc__uplink_check_uri(const char *uri)
+{
+	struct shmc__uplink_config cfg;
+	char err[256];
+	if (shmc__uplink_uri_parse(uri, &cfg, err, sizeof(err)) != 0)
+		return shmc__fail(NULL, SHMC_EINVAL, "uplink URI: %s", err);
+	return 0;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void wake_thread(struct shmc__uplink *u)
+{
+	cmm_smp_mb();
+	if (uatomic_read(&u->sleeping)) {
+		uatomic_inc(&u->wake);
+		futex_async(&u->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+	}
+}
+
+static void enqueue(struct shmc__uplink *u, struct uplink_req *r)
+{
+	cds_wfcq_node_init(&r->node);
+	cds_wfcq_enqueue(&u->head, &u->tail, &r->node);
+	wake_thread(u);
+}
+
+/* Enqueue r and sleep until the thread has answered it. */
+static void submit_and_wait(struct shmc__uplink *u, struct uplink_req *r)
+{
+	enqueue(u, r);
+	while (!uatomic_read(&r->done))
+		futex_async(&r->done, FUTEX_WAIT, 0, NULL, NULL, 0);
+	cmm_smp_rmb();
+}
+
+/* Per-node totals, summed over a cluster's nodes (nodes are never removed,
+ * so the sums only grow). */
+static void node_sum(void *arg, struct shmc__rnode *n)
+{
+	struct shmc__rnode_stats *sum = arg, s;
+	shmc__rnode_stats(n, &s);
+	sum->calls += s.calls;
+	sum->ops += s.ops;
+	sum->errors_connect += s.errors_connect;
+	sum->errors_timeout += s.errors_timeout;
+	sum->errors_protocol += s.errors_protocol;
+	sum->errors_reply += s.errors_reply;
+	sum->breaker_opens += s.breaker_opens;
+	sum->fast_fails += s.fast_fails;
+}
+
+/* Count what the backend's cumulative statistics moved by since the last
+ * look, in the uplink thread's own counters. */
+static void count_backend(struct shmc__uplink *u, struct shmc__tctx *t)
+{
+	struct shmc__rnode_stats now = {0}, *was = &u->seen_nodes;
+	if (u->cluster)
+		shmc__rcluster_each_node(u->cluster, node_sum, &now);
+	else
+		node_sum(&now, u->node);
+	shmc__count(t, SHMC__CTR_uplink_batches, now.calls - was->calls);
+	shmc__count(t, SHMC__CTR_uplink_ops, now.ops - was->ops);
+	shmc__count(t, SHMC__CTR_uplink_err_connect, now.errors_connect - was->errors_connect);
+	shmc__count(t, SHMC__CTR_uplink_err_timeout, now.errors_timeout - was->errors_timeout);
+	shmc__count(t, SHMC__CTR_uplink_err_protocol, now.errors_protocol - was->errors_protocol);
+	shmc__count(t, SHMC__CTR_uplink_err_reply, now.errors_reply - was->errors_reply);
+	shmc__count(t, SHMC__CTR_uplink_fast_fails, now.fast_fails - was->fast_fails);
+	shmc__count(t, SHMC__CTR_uplink_breaker_opens, now.breaker_opens - was->breaker_opens);
+	*was = now;
+	if (!u->cluster)
+		return;
+	struct shmc__rcluster_stats cs, *cw = &u->seen_cluster;
+	shmc__rcluster_stats(u->cluster, &cs);
+	shmc__count(t, SHMC__CTR_uplink_redirects,
+		    cs.redirects_moved + cs.redirects_ask - cw->redirects_moved - cw->redirects_ask);
+	shmc__count(t, SHMC__CTR_uplink_topology_refreshes,
+		    cs.topology_refreshes - cw->topology_refreshes);
+	*cw = cs;
+}
+
+/* Hand a finished request back: wake its caller, or free a write-behind. */
+static void complete(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req *r)
+{
+	if (r->owned) {
+		if (t && r->op.rc != 0)
+			shmc__count(t, SHMC__CTR_write_behind_failed, 1);
+		uatomic_dec(&u->behind_pending);
+		shmc__free(r->op.val_out);
+		shmc__free(r);
+		return;
+	}
+	cmm_smp_wmb();
+	uatomic_set(&r->done, 1);
+	futex_async(&r->done, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* Run up to cfg.batch queued requests as one pipelined round. Returns how
+ * many it ran. */
+static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req **reqs,
+			struct shmc__rop *ops)
+{
+	size_t n = 0;
+	while (n < u->cfg.batch) {
+		struct cds_wfcq_node *node = __cds_wfcq_dequeue_nonblocking(&u->head, &u->tail);
+		if (!node || node == CDS_WFCQ_WOULDBLOCK)
+			break;
+		reqs[n++] = caa_container_of(node, struct uplink_req, node);
+	}
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		ops[i] = reqs[i]->op;
+	uint64_t t0 = shmc__obs_now_ns();
+	if (u->cluster)
+		shmc__rcluster_exec(u->cluster, ops, n);
+	else
+		shmc__rnode_exec(u->node, ops, n);
+	if (t)
+		shmc__obs_latency(u->c, SHMC_OP_UPLINK, shmc__obs_now_ns() - t0);
+	for (size_t i = 0; i < n; i++) {
+		reqs[i]->op = ops[i];
+		complete(u, t, reqs[i]);
+	}
+	return n;
+}
+
+static void tick(struct shmc__uplink *u)
+{
+	if (u->cluster)
+		shmc__rcluster_tick(u->cluster);
+	else
+		shmc__rnode_health(u->node);
+}
+
+static void *uplink_main(void *arg)
+{
+	struct shmc__uplink *u = arg;
+	int err = 0;
+	struct shmc__tctx *t = shmc__tctx_get(u->c, &err); /* counters; NULL: count nothing */
+	struct uplink_req **reqs = shmc__zalloc(sizeof(*reqs) * u->cfg.batch);
+	struct shmc__rop *ops = shmc__zalloc(sizeof(*ops) * u->cfg.batch);
+	uint64_t next_tick = 0;
+	while (reqs && ops && !uatomic_read(&u->stop)) {
+		size_t ran = run_batch(u, t, reqs, ops);
+		uint64_t now = now_ms();
+		if (now >= next_tick) {
+			tick(u);
+			next_tick = now + IDLE_TICK_MS;
+		}
+		if (t)
+			count_backend(u, t);
+		if (ran)
+			continue;
+		/* Nothing queued: sleep until a producer wakes us or a tick. */
+		int32_t seen = uatomic_read(&u->wake);
+		uatomic_set(&u->sleeping, 1);
+		cmm_smp_mb();
+		if (cds_wfcq_empty(&u->head, &u->tail) && !uatomic_read(&u->stop)) {
+			struct timespec nap = {0, IDLE_TICK_MS * 1000000L};
+			futex_async(&u->wake, FUTEX_WAIT, seen, &nap, NULL, 0);
+		}
+		uatomic_set(&u->sleeping, 0);
+	}
+	/* Stopping: whatever is still queued fails. */
+	struct cds_wfcq_node *node;
+	while ((node = __cds_wfcq_dequeue_blocking(&u->head, &u->tail)) != NULL) {
+		struct uplink_req *r = caa_container_of(node, struct uplink_req, node);
+		r->op.rc = SHMC_EUPLINK;
+		snprintf(r->op.err, sizeof(r->op.err), "the handle is closing");
+		if (r->owned && t)
+			shmc__count(t, SHMC__CTR_write_behind_dropped, 1);
+		complete(u, NULL, r);
+	}
+	shmc__free(reqs);
+	shmc__free(ops);
+	return NULL;
+}
+
+int shmc__uplink_start(shmc_cache *c, const char *uri)
+{
+	struct shmc__uplink *u = shmc__zalloc(sizeof(*u));
+	if (!u)
+		return shmc__fail(c, SHMC_ENOMEM, "uplink");
+	char err[256];
+	if (shmc__uplink_uri_parse(uri, &u->cfg, err, sizeof(err)) != 0) {
+		shmc__free(u);
+		return shmc__fail(c, SHMC_EINVAL, "uplink URI: %s", err);
+	}
+	int rc = 0;
+	if (u->cfg.kind == SHMC__UPLINK_REDIS_CLUSTER) {
+		rc = shmc__rcluster_new(&u->cfg, &u->cluster);
+	} else {
+		u->node = shmc__rnode_new(&u->cfg.seeds[0], &u->cfg);
+		rc = u->node ? 0 : SHMC_ENOMEM;
+	}
+	if (rc) {
+		shmc__free(u);
+		return shmc__fail(c, rc, "uplink: out of memory");
+	}
+	cds_wfcq_init(&u->head, &u->tail);
+	u->c = c;
+	c->uplink = u;
+	int e = pthread_create(&u->thread, NULL, uplink_main, u);
+	if (e) {
+		c->uplink = NULL;
+		if (u->cluster)
+			shmc__rcluster_free(u->cluster);
+		if (u->node)
+			shmc__rnode_free(u->node);
+		cds_wfcq_destroy(&u->head, &u->tail);
+		shmc__free(u);
+		return shmc__fail(c, -e, "starting the uplink thread: %s", strerror(e));
+	}
+	return 0;
+}
+
+void shmc__uplink_stop(shmc_cache *c)
+{
+	struct shmc__uplink *u = c->uplink;
+	if (!u)
+		return;
+	uatomic_set(&u->stop, 1);
+	uatomic_inc(&u->wake);
+	futex_async(&u->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+	pthread_join(u->thread, NULL);
+	c->uplink = NULL;
+	if (u->cluster)
+		shmc__rcluster_free(u->cluster);
+	if (u->node)
+		shmc__rnode_free(u->node);
+	cds_wfcq_destroy(&u->head, &u->tail);
+	shmc__free(u);
+}
+
+void shmc__uplink_forget(shmc_cache *c)
+{
+	/* The parent's thread, connections and queue are not ours: leave
+	 * them (a fork child must not talk on the parent's sockets). */
+	c->uplink_forgotten = c->uplink;
+	c->uplink = NULL;
+}
+
+int shmc__uplink_restart(shmc_cache *c)
+{
+	struct shmc__uplink *old = c->uplink_forgotten;
+	if (!old)
+		return 0;
+	c->uplink_forgotten = NULL;
+	return shmc__uplink_start(c, c->uplink_uri);
+}
+
+/* A request on the caller's stack, answered before it returns. */
+static int call(shmc_cache *c, struct shmc__rop *op)
+{
+	struct shmc__uplink *u = c->uplink;
+	if (!u)
+		return shmc__fail(c, SHMC_EUPLINK, "no uplink configured");
+	struct uplink_req r = {.op = *op};
+	submit_and_wait(u, &r);
+	*op = r.op;
+	if (op->rc && op->rc != SHMC_ENOTFOUND)
+		return shmc__fail(c, SHMC_EUPLINK, "remote tier: %s", op->err);
+	return op->rc;
+}
+
+int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, size_t *vlen,
+			uint32_t *ttl_ms)
+{
+	shmc_cache *c = arg;
+	struct shmc__rop op = {.kind = SHMC__ROP_GET, .key = key, .klen = klen};
+	int rc = call(c, &op);
+	if (rc) {
+		shmc__free(op.val_out);
+		return rc;
+	}
+	/* The loader's contract: malloc(3) memory, freed with free(3). */
+	void *copy = malloc(op.vlen_out ? op.vlen_out : 1);
+	if (!copy) {
+		shmc__free(op.val_out);
+		return SHMC_ENOMEM;
+	}
+	memcpy(copy, op.val_out, op.vlen_out);
+	shmc__free(op.val_out);
+	*val = copy;
+	*vlen = op.vlen_out;
+	/* Never longer than the remote key lives; never longer than the cap. */
+	uint64_t ttl = op.pttl_ms > 0 ? (uint64_t)op.pttl_ms : op.pttl_ms == 0 ? 1 : 0;
+	uint32_t cap = c->uplink->cfg.ttl_cap_ms;
+	if (cap && (ttl == 0 || ttl > cap))
+		ttl = cap;
+	*ttl_ms = ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl;
+	return 0;
+}
+
+static int remote_write(shmc_cache *c, enum shmc__rop_kind kind, const void *key, size_t klen,
+			const void *val, size_t vlen, uint32_t ttl_ms, bool wait)
+{
+	struct shmc__rop op = {
+		.kind = kind, .key = key, .klen = klen, .val = val, .vlen = vlen, .px_ms = ttl_ms};
+	if (wait)
+		return call(c, &op);
+	struct shmc__uplink *u = c->uplink;
+	if (!u)
+		return shmc__fail(c, SHMC_EUPLINK, "no uplink configured");
+	int err = 0;
+	struct shmc__tctx *t = shmc__tctx_get(c, &err);
+	if (uatomic_add_return(&u->behind_pending, 1) > u->cfg.write_behind_queue) {
+		uatomic_dec(&u->behind_pending);
+		if (t)
+			shmc__count(t, SHMC__CTR_write_behind_dropped, 1);
+		return 0; /* the local write stands; the loss is counted */
+	}
+	struct uplink_req *r = shmc__zalloc(sizeof(*r) + klen + vlen);
+	if (!r) {
+		uatomic_dec(&u->behind_pending);
+		if (t)
+			shmc__count(t, SHMC__CTR_write_behind_dropped, 1);
+		return 0;
+	}
+	memcpy(r->data, key, klen);
+	if (vlen)
+		memcpy(r->data + klen, val, vlen);
+	r->op = op;
+	r->op.key = r->data;
+	r->op.val = r->data + klen;
+	r->owned = true;
+	if (t)
+		shmc__count(t, SHMC__CTR_write_behind_queued, 1);
+	enqueue(u, r);
+	return 0;
+}
+
+int shmc__uplink_set(shmc_cache *c, const void *key, size_t klen, const void *val, size_t vlen,
+		     uint32_t ttl_ms, bool wait)
+{
+	return remote_write(c, SHMC__ROP_SET, key, klen, val, vlen, ttl_ms, wait);
+}
+
+int shmc__uplink_del(shmc_cache *c, const void *key, size_t klen, bool wait)
+{
+	return remote_write(c, SHMC__ROP_DEL, key, klen, NULL, 0, 0, wait);
+}
