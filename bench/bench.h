@@ -142,4 +142,11 @@ struct trace_config {
  * interrupted (the figures printed so far stand). */
 int trace_run(const struct trace_config *tc);
 
+/* ------------------------------------------------------------ herd mode */
+
+/* shmcache-bench --herd (herd.c): read-through under expiry, shmc_fetch
+ * against a naive get / load / set loop. Parses argv itself (its own
+ * options; --herd --help lists them). Returns the exit status. */
+int herd_main(int argc, char **argv);
+
 #endif /* SHMC_BENCH_H */

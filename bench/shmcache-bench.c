@@ -22,6 +22,13 @@
  * runs with --value-size and again with 1 KiB values.
  *
  * --trace measures eviction quality instead: see trace.c.
+ *
+ * --sampling-overhead measures what the library's own observability costs:
+ * the get-zipf workload with every worker's handle sampling one operation
+ * in 64 (the library's default: a timed operation feeds the latency
+ * histograms and the hot-key sketch) and with sampling off, alternating
+ * several times in one run so that drift hits both alike; the medians'
+ * ratio on/off is the price (the target is >= 0.97).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -82,6 +89,10 @@
 #define READY_TIMEOUT_S 60.0          /* attach (5 s max) + sequence building */
 #define FINISH_GRACE_S 60.0           /* past --seconds before a worker is killed */
 #define POLL_NS 2000000L              /* parent's child-polling period */
+#define SAMPLING_PERIOD 64u           /* the library's default sampling period */
+#define SAMPLING_DEFAULT_RUNS 5u      /* --sampling-overhead without --runs */
+#define SAMPLING_TARGET_RATIO 0.97    /* throughput with sampling / without */
+#define SAMPLING_LIBRARY_DEFAULT (-1) /* worker opens with default options */
 
 /* ------------------------------------------------------------ workloads */
 
@@ -117,6 +128,8 @@ struct config {
 	bool overhead_only;
 	bool overhead;
 	unsigned runs;
+	bool runs_given;
+	bool sampling_overhead;     /* only the sampling on/off comparison */
 	char name[NAME_MAX_LEN + 1];
 	bool trace;                 /* only the eviction-quality traces (trace.c) */
 	uint64_t trace_requests;
@@ -385,6 +398,7 @@ struct worker_result {
 	uint64_t misses;
 	uint64_t errors;
 	uint64_t elapsed_ns;
+	uint64_t cpu_ns;        /* CPU time of the timed loop (this thread) */
 	uint64_t samples_taken; /* may exceed the buffer: it is then a ring */
 	int32_t first_error;
 	int32_t pad;
@@ -621,7 +635,24 @@ struct worker_args {
 	enum backend backend;
 	double seconds;
 	uint64_t seed;
+	int sampling; /* sampling period, or SAMPLING_LIBRARY_DEFAULT */
 };
+
+/* Prefork style: attach by name in the child, as a worker would, with the
+ * library's default options except, when asked, the sampling period. */
+static int worker_attach(const struct worker_args *a, shmc_cache **out)
+{
+	if (a->sampling == SAMPLING_LIBRARY_DEFAULT)
+		return shmc_open(a->segment_name, NULL, 0, out);
+	shmc_opts *o = NULL;
+	int rc = shmc_opts_create(&o);
+	if (rc == 0)
+		rc = shmc_opts_set_sampling(o, (unsigned)a->sampling);
+	if (rc == 0)
+		rc = shmc_open(a->segment_name, o, 0, out);
+	shmc_opts_destroy(o);
+	return rc;
+}
 
 /* Runs in the child. Returns the exit status: 0 = ok (including an abort
  * ordered by the parent), non-zero = this worker failed. */
@@ -644,8 +675,7 @@ static int worker_main(const struct worker_args *a)
 	seq_build(w.seq, a->ds, a->wl, a->seed);
 
 	if (a->backend == BACKEND_SHMC) {
-		/* Prefork style: attach by name in the child, as a worker would. */
-		int rc = shmc_open(a->segment_name, NULL, 0, &w.cache);
+		int rc = worker_attach(a, &w.cache);
 		if (rc != 0) {
 			fprintf(stderr, "shmcache-bench: worker %u: shmc_open(%s): %s (%s) %s\n",
 				a->id, a->segment_name, shmc_errname(rc), shmc_strerror(rc),
@@ -661,6 +691,8 @@ static int worker_main(const struct worker_args *a)
 		sched_yield();
 
 	if (go > 0) {
+		struct timespec cpu0, cpu1;
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
 		uint64_t start = now_ns();
 		uint64_t deadline = start + (uint64_t)(a->seconds * 1e9);
 		if (a->backend == BACKEND_SHMC)
@@ -669,6 +701,9 @@ static int worker_main(const struct worker_args *a)
 			timed_loop_floor(&w, deadline);
 		struct worker_result *r = &a->ctl->results[a->id];
 		r->elapsed_ns = now_ns() - start;
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+		r->cpu_ns = (uint64_t)((cpu1.tv_sec - cpu0.tv_sec) * 1000000000LL +
+				       (cpu1.tv_nsec - cpu0.tv_nsec));
 		r->ops = w.ops;
 		r->misses = w.misses;
 		r->errors = w.errors;
@@ -686,6 +721,9 @@ static int worker_main(const struct worker_args *a)
 
 struct measurement {
 	double ops_per_sec;
+	/* Operations per second of the workers' own CPU time: what one
+	 * operation costs, whatever share of the CPUs other processes took. */
+	double ops_per_cpu_sec;
 	double p50_ns;
 	double p99_ns;
 	uint64_t misses;
@@ -788,10 +826,13 @@ static int control_collect(struct control *ctl, struct measurement *m)
 	}
 	memset(m, 0, sizeof *m);
 	size_t at = 0;
+	uint64_t all_ops = 0, all_cpu_ns = 0;
 	for (unsigned i = 0; i < ctl->nworkers; i++) {
 		const struct worker_result *r = &ctl->results[i];
 		if (r->elapsed_ns > 0)
 			m->ops_per_sec += (double)r->ops * 1e9 / (double)r->elapsed_ns;
+		all_ops += r->ops;
+		all_cpu_ns += r->cpu_ns;
 		m->misses += r->misses;
 		if (r->errors > 0 && m->errors == 0)
 			m->first_error = r->first_error;
@@ -801,6 +842,7 @@ static int control_collect(struct control *ctl, struct measurement *m)
 		memcpy(all + at, control_samples(ctl, i), kept * sizeof(uint32_t));
 		at += kept;
 	}
+	m->ops_per_cpu_sec = all_cpu_ns ? (double)all_ops * 1e9 / (double)all_cpu_ns : 0.0;
 	qsort(all, total, sizeof(uint32_t), compare_u32);
 	m->p50_ns = percentile_sorted(all, total, 0.50);
 	m->p99_ns = percentile_sorted(all, total, 0.99);
@@ -851,7 +893,7 @@ struct bench {
 
 /* One measurement: fork nprocs workers, start them together, collect. */
 static int measure_once(struct bench *b, enum workload wl, enum backend backend,
-			unsigned nprocs, unsigned run, struct measurement *out)
+			unsigned nprocs, unsigned run, int sampling, struct measurement *out)
 {
 	struct control *ctl = control_create(nprocs, b->cfg.seconds);
 	pid_t *pids = calloc(nprocs, sizeof *pids);
@@ -872,6 +914,7 @@ static int measure_once(struct bench *b, enum workload wl, enum backend backend,
 			.backend = backend,
 			.seconds = b->cfg.seconds,
 			.seed = ((uint64_t)wl << 48) ^ ((uint64_t)run << 32) ^ (i + 1u),
+			.sampling = sampling,
 		};
 		pid_t pid = fork();
 		if (pid == 0) {
@@ -1021,12 +1064,14 @@ static int run_workload(struct bench *b, enum workload wl)
 		 * neighbours) hits both alike. */
 		for (unsigned r = 0; r < cfg->runs; r++) {
 			struct measurement m;
-			if (measure_once(b, wl, BACKEND_SHMC, cfg->procs[p], r, &m) != 0)
+			if (measure_once(b, wl, BACKEND_SHMC, cfg->procs[p], r, SAMPLING_LIBRARY_DEFAULT,
+					 &m) != 0)
 				return -1;
 			run_set_add(&ours, r, &m);
 			if (!cfg->floor)
 				continue;
-			if (measure_once(b, wl, BACKEND_FLOOR, cfg->procs[p], r, &m) != 0)
+			if (measure_once(b, wl, BACKEND_FLOOR, cfg->procs[p], r,
+					 SAMPLING_LIBRARY_DEFAULT, &m) != 0)
 				return -1;
 			run_set_add(&fl, r, &m);
 		}
@@ -1040,6 +1085,75 @@ static int run_workload(struct bench *b, enum workload wl)
 		print_run(b, wl, cfg->procs[p], &ours.agg, cfg->floor ? &fl.agg : NULL);
 	}
 	compute_scaling(b, wl);
+	return 0;
+}
+
+/* The cost of sampling: get-zipf with SAMPLING_PERIOD and with 0, the two
+ * alternating (and swapping which goes first) --runs times; medians. The
+ * same key sequences run in both (the seed depends on the run only). */
+static int run_sampling_overhead(struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	for (size_t p = 0; p < cfg->nprocs; p++) {
+		double on[64], off[64], pair[64], on_cpu[64], off_cpu[64];
+		struct measurement agg;
+		memset(&agg, 0, sizeof agg);
+		for (unsigned r = 0; r < cfg->runs; r++) {
+			for (int k = 0; k < 2; k++) {
+				bool sampling_on = (k == 0) == (r % 2 == 0);
+				struct measurement m;
+				if (measure_once(b, WL_GET_ZIPF, BACKEND_SHMC, cfg->procs[p], r,
+						 sampling_on ? (int)SAMPLING_PERIOD : 0, &m) != 0)
+					return -1;
+				(sampling_on ? on : off)[r] = m.ops_per_sec;
+				(sampling_on ? on_cpu : off_cpu)[r] = m.ops_per_cpu_sec;
+				agg.misses += m.misses;
+				agg.errors += m.errors;
+			}
+			pair[r] = off[r] > 0 ? on[r] / off[r] : 0.0;
+		}
+		if (agg.misses || agg.errors)
+			b->saw_failures = true;
+		double on_med = median(on, cfg->runs), off_med = median(off, cfg->runs);
+		double ratio = off_med > 0 ? on_med / off_med : 0.0;
+		double pair_med = median(pair, cfg->runs);
+		double pair_min = pair[0], pair_max = pair[cfg->runs - 1]; /* sorted by median() */
+		/* Per CPU-second: robust to other processes taking CPU time. */
+		double on_cpu_med = median(on_cpu, cfg->runs), off_cpu_med = median(off_cpu, cfg->runs);
+		double cpu_ratio = off_cpu_med > 0 ? on_cpu_med / off_cpu_med : 0.0;
+		if (cfg->json) {
+			printf("{\"sampling_overhead\":true,\"workload\":\"%s\",\"procs\":%u,"
+			       "\"period\":%u,\"on_ops_per_sec\":%.0f,\"off_ops_per_sec\":%.0f,"
+			       "\"sampling_ratio\":%.4f,\"pair_ratio_median\":%.4f,"
+			       "\"pair_ratio_min\":%.4f,\"pair_ratio_max\":%.4f,"
+			       "\"on_ops_per_cpu_sec\":%.0f,\"off_ops_per_cpu_sec\":%.0f,"
+			       "\"cpu_sampling_ratio\":%.4f,\"target\":%.2f,"
+			       "\"target_met\":%s,\"misses\":%" PRIu64 ",\"errors\":%" PRIu64 ","
+			       "\"keys\":%" PRIu64 ",\"runs\":%u,\"seconds\":%g}\n",
+			       workload_table[WL_GET_ZIPF].name, cfg->procs[p], SAMPLING_PERIOD, on_med,
+			       off_med, ratio, pair_med, pair_min, pair_max, on_cpu_med, off_cpu_med,
+			       cpu_ratio, SAMPLING_TARGET_RATIO,
+			       ratio >= SAMPLING_TARGET_RATIO ? "true" : "false", agg.misses, agg.errors,
+			       cfg->keys, cfg->runs, cfg->seconds);
+			continue;
+		}
+		char on_s[32], off_s[32];
+		format_rate(on_s, sizeof on_s, on_med);
+		format_rate(off_s, sizeof off_s, off_med);
+		printf("sampling     procs=%-3u period=%u on ops/s=%-8s off ops/s=%-8s ratio=%.3f "
+		       "(target >= %.2f: %s)  per-run ratios: median %.3f, %.3f..%.3f\n",
+		       cfg->procs[p], SAMPLING_PERIOD, on_s, off_s, ratio, SAMPLING_TARGET_RATIO,
+		       ratio >= SAMPLING_TARGET_RATIO ? "met" : "NOT met", pair_med, pair_min,
+		       pair_max);
+		format_rate(on_s, sizeof on_s, on_cpu_med);
+		format_rate(off_s, sizeof off_s, off_cpu_med);
+		printf("             per CPU-second: on ops=%-8s off ops=%-8s ratio=%.3f\n", on_s,
+		       off_s, cpu_ratio);
+		if (agg.misses || agg.errors)
+			printf("             misses=%" PRIu64 " errors=%" PRIu64 "\n", agg.misses,
+			       agg.errors);
+		fflush(stdout);
+	}
 	return 0;
 }
 
@@ -1476,6 +1590,18 @@ static int bench_run(struct bench *b)
 		return trace_run(&tc) == 0 ? 0 : 1;
 	}
 	b->timer_ns = timer_overhead_ns();
+	if (cfg->sampling_overhead) {
+		print_header(b);
+		if (dataset_build(&b->ds, cfg) != 0 || segment_preload(b) != 0)
+			return 1;
+		if (run_sampling_overhead(b) != 0)
+			return 1;
+		if (b->saw_failures) {
+			fprintf(stderr, "shmcache-bench: FAILED: some runs had misses or errors\n");
+			return 1;
+		}
+		return 0;
+	}
 	if (!cfg->overhead_only) {
 		print_header(b);
 		if (dataset_build(&b->ds, cfg) != 0)
@@ -1563,6 +1689,14 @@ static void usage(FILE *out)
 		"                     items the cache's data area is sized for, or a\n"
 		"                     percentage of --trace-keys (default 10%%)\n"
 		"  --seed N           seed of the trace (default 1)\n"
+		"  --sampling-overhead\n"
+		"                     only measure what the library's sampling costs: the\n"
+		"                     get-zipf workload with every worker's handle sampling\n"
+		"                     1 op in %u (the default) and with sampling off,\n"
+		"                     alternating --runs times (default %u), for each\n"
+		"                     --procs; prints both medians and their ratio\n"
+		"                     on/off (target >= %.2f), by the clock and per\n"
+		"                     CPU-second of the workers (robust to a busy host)\n"
 		"  --json             one JSON object per run, then a summary object (with\n"
 		"                     --trace: one per trace, no summary);\n"
 		"                     nothing else on stdout\n"
@@ -1571,7 +1705,7 @@ static void usage(FILE *out)
 		"Throughput is summed over workers; p50/p99 come from 1 op in %u timed\n"
 		"(the sample includes one clock_gettime). Scaling is last/first --procs.\n"
 		"Exit status: 0 ok, 1 failure or any miss/error, 2 usage.\n",
-		SAMPLE_EVERY);
+		SAMPLING_PERIOD, SAMPLING_DEFAULT_RUNS, SAMPLING_TARGET_RATIO, SAMPLE_EVERY);
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -1699,6 +1833,8 @@ static int config_finish(struct config *cfg)
 {
 	if (cfg->name[0] == '\0')
 		snprintf(cfg->name, sizeof cfg->name, "bench.%ld", (long)getpid());
+	if (cfg->sampling_overhead && !cfg->runs_given)
+		cfg->runs = SAMPLING_DEFAULT_RUNS;
 	if (cfg->trace_cache_items == 0) {
 		double items = (double)cfg->trace_keys * cfg->trace_cache_percent / 100.0;
 		cfg->trace_cache_items = items < 1.0 ? 1 : (uint64_t)llround(items);
@@ -1731,6 +1867,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		OPT_WORKLOAD, OPT_ZIPF, OPT_SIZE, OPT_FLOOR, OPT_NO_FLOOR, OPT_JSON,
 		OPT_RUNS, OPT_NAME, OPT_OVERHEAD, OPT_NO_OVERHEAD, OPT_TRACE,
 		OPT_TRACE_REQUESTS, OPT_TRACE_KEYS, OPT_TRACE_CACHE_ITEMS, OPT_SEED,
+		OPT_SAMPLING_OVERHEAD,
 	};
 	static const struct option longopts[] = {
 		{ "keys", required_argument, NULL, OPT_KEYS },
@@ -1753,6 +1890,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		{ "trace-keys", required_argument, NULL, OPT_TRACE_KEYS },
 		{ "trace-cache-items", required_argument, NULL, OPT_TRACE_CACHE_ITEMS },
 		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "sampling-overhead", no_argument, NULL, OPT_SAMPLING_OVERHEAD },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1823,6 +1961,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 			if (parse_u64(optarg, 1, 64, &v) != 0)
 				bad = "--runs";
 			cfg->runs = (unsigned)v;
+			cfg->runs_given = true;
 			break;
 		case OPT_NAME:
 			if (!name_valid(optarg))
@@ -1833,6 +1972,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		case OPT_OVERHEAD: cfg->overhead_only = true; break;
 		case OPT_NO_OVERHEAD: cfg->overhead = false; break;
 		case OPT_TRACE: cfg->trace = true; break;
+		case OPT_SAMPLING_OVERHEAD: cfg->sampling_overhead = true; break;
 		case OPT_TRACE_REQUESTS:
 			if (parse_u64(optarg, 3, UINT32_MAX, &cfg->trace_requests) != 0)
 				bad = "--trace-requests";
@@ -1868,6 +2008,13 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 int main(int argc, char **argv)
 {
 	static struct bench b; /* large; zero-initialised */
+	/* --herd takes options of its own: see herd.c. */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--herd") == 0) {
+			setvbuf(stdout, NULL, _IOLBF, 0);
+			signals_install();
+			return herd_main(argc, argv);
+		}
 	if (config_parse(argc, argv, &b.cfg) != 0)
 		return 2;
 	/* Line-buffered even into a pipe: results and stderr diagnostics stay

@@ -142,7 +142,7 @@ int shmc__thread_slot_claim(shmc_cache *c, uint32_t *idx)
 			if (owner == 0 && uatomic_cmpxchg(&ts->owner_proc, 0, c->proc_idx + 1) == 0) {
 				uatomic_set(&ts->gen, ts->gen + 1);
 				ts->tid = (uint32_t)syscall(SYS_gettid);
-				ts->rcu_ctr = 0;
+				uatomic_set(&ts->rcu_ctr, 0);
 				*idx = i;
 				return 0;
 			}
