@@ -268,7 +268,13 @@ bool shmc__evict_step(shmc_cache *c, struct shmc__tctx *t)
 		if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, shmc__retiring_word(t->lock_id)) !=
 		    SHMC__CHUNK_SEALED)
 			continue;
-		SHMC__FAULT_POINT("compact.claimed");
+		/* Fault points: a claimant killed here leaves a RETIRING chunk
+		 * that the next one short of memory finishes, whatever it was
+		 * doing with it (moving everything, or evicting). */
+		if (v.policy == KEEP_ALL)
+			SHMC__FAULT_POINT("compact.claimed");
+		else
+			SHMC__FAULT_POINT("evict.claimed");
 		empty_chunk(c, t, v.chunk, v.policy);
 		return true;
 	}

@@ -7,11 +7,18 @@
  * only one the allocator could hand out next, with a reader thread (its own
  * thread context) holding a read section; the allocator must then refuse
  * (it waits up to its 2 s limit, then SHMC_ENOSPC) until the reader leaves.
+ * They allocate as an eviction step does (t->making_room): a writer's
+ * allocation leaves the last SHMC__EVICTION_RESERVE free chunks to eviction
+ * steps and runs steps of its own when low (test_sweeper.c tests that), so
+ * only a step's allocation can be down to one chunk it could take. (A
+ * writer inside a read section, which no step ever is, is the exception:
+ * its own section holds the one chunk, so it never gets to the reserve.)
  */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,6 +68,20 @@ static int append_item(shmc_cache *c, struct shmc__tctx *t, unsigned i, uint64_t
 
 	snprintf(key, sizeof key, "k-%05u", i % 100000u);
 	return shmc__log_append(c, t, SHMC__LOG_SMALL, key, KEY_LEN, value_buf, VAL_LEN, 0, off);
+}
+
+/* append_item() as an eviction step's allocation (t->making_room set): it
+ * may take the eviction reserve, and it runs no eviction step itself (these
+ * items are never published, so a step would retire any chunk it took).
+ * The grace-period tests need every chunk handed out. */
+static int append_item_as_step(shmc_cache *c, struct shmc__tctx *t, unsigned i, uint64_t *off)
+{
+	bool was = t->making_room;
+
+	t->making_room = true;
+	int rc = append_item(c, t, i, off);
+	t->making_room = was;
+	return rc;
 }
 
 /* --------------------------------------------------------------- appends */
@@ -257,31 +278,29 @@ static void reader_stop(struct reader *r)
 	assert_int_equal(r->rc, 0);
 }
 
-/* Fill the segment: the first chunk gets items that all die (it retires
- * when sealed), every other chunk gets live items. Returns the retired
- * chunk. If reader is non-NULL it is started right after the retirement. */
+/* Fill the segment, as an eviction step's allocations (the reserve
+ * included): the first chunk gets items that all die (it retires when
+ * sealed), every other chunk gets live items. Returns the retired chunk.
+ * If reader is non-NULL it is started right after the retirement. */
 static uint32_t fill_but_one_retired(shmc_cache *c, struct shmc__tctx *t, struct reader *reader)
 {
 	uint64_t offs[ITEMS_PER_CHUNK], off;
 	unsigned item = 0;
 
-	/* These items are never published, so compaction would retire every
-	 * chunk it looks at: tell the allocator memory is plentiful. */
-	c->hdr->free_hint = 2 * c->geo.nchunks;
-
 	for (unsigned i = 0; i < ITEMS_PER_CHUNK; i++)
-		assert_int_equal(append_item(c, t, item++, &offs[i]), 0);
+		assert_int_equal(append_item_as_step(c, t, item++, &offs[i]), 0);
 	uint32_t retired = t->open[SHMC__LOG_SMALL].chunk - 1;
 	for (unsigned i = 0; i < ITEMS_PER_CHUNK; i++)
 		shmc__log_item_dead(c, t, offs[i], ITEM_BYTES);
 	/* The next append seals (and so retires) it and opens another. */
-	assert_int_equal(append_item(c, t, item++, &off), 0);
+	assert_int_equal(append_item_as_step(c, t, item++, &off), 0);
 	assert_int_equal(c->chunks[retired].state, SHMC__CHUNK_RETIRED);
 	if (reader != NULL)
 		reader_start(reader, c);
 	for (unsigned n = 1; n < ITEMS_PER_CHUNK * (c->geo.nchunks - 1); n++)
-		assert_int_equal(append_item(c, t, item++, &off), 0);
-	/* Every chunk but the retired one is in use and the open one is full. */
+		assert_int_equal(append_item_as_step(c, t, item++, &off), 0);
+	/* Every chunk but the retired one is in use (the reserve too) and the
+	 * open one is full. */
 	for (uint32_t k = 0; k < c->geo.nchunks; k++)
 		if (k != retired && c->chunks[k].state != SHMC__CHUNK_OPEN &&
 		    c->chunks[k].state != SHMC__CHUNK_SEALED)
@@ -300,7 +319,7 @@ static void test_log_retired_chunk_not_reused_while_older_reader(void **state)
 	reader_start(&r, c); /* before the retirement */
 	uint32_t retired = fill_but_one_retired(c, t, NULL);
 	assert_true(c->chunks[retired].retire_gp > r.ctr);
-	assert_int_equal(append_item(c, t, 1000, &off), SHMC_ENOSPC);
+	assert_int_equal(append_item_as_step(c, t, 1000, &off), SHMC_ENOSPC);
 	assert_int_equal(c->chunks[retired].state, SHMC__CHUNK_RETIRED);
 	reader_stop(&r);
 }
@@ -315,7 +334,7 @@ static void test_log_retired_chunk_reused_after_reader_leaves(void **state)
 	reader_start(&r, c);
 	uint32_t retired = fill_but_one_retired(c, t, NULL);
 	reader_stop(&r);
-	assert_int_equal(append_item(c, t, 1000, &off), 0);
+	assert_int_equal(append_item_as_step(c, t, 1000, &off), 0);
 	assert_int_equal(t->open[SHMC__LOG_SMALL].chunk - 1, retired);
 	assert_int_equal(c->chunks[retired].state, SHMC__CHUNK_OPEN);
 	assert_true(off == (uint64_t)retired << c->geo.chunk_shift);
@@ -333,7 +352,7 @@ static void test_log_allocation_waits_for_reader_then_succeeds(void **state)
 	uint32_t retired = fill_but_one_retired(c, t, NULL);
 	atomic_store(&r.release, 1); /* it leaves 300 ms from now */
 	uint64_t t0 = tu_now_ms();
-	int rc = append_item(c, t, 1000, &off);
+	int rc = append_item_as_step(c, t, 1000, &off);
 	uint64_t waited = tu_now_ms() - t0;
 	assert_int_equal(pthread_join(r.thread, NULL), 0);
 	assert_int_equal(rc, 0);
@@ -371,7 +390,7 @@ static void test_log_reader_entered_after_retirement_does_not_block_reuse(void *
 
 	uint32_t retired = fill_but_one_retired(c, t, &r);
 	assert_true(r.ctr >= c->chunks[retired].retire_gp);
-	int rc = append_item(c, t, 1000, &off);
+	int rc = append_item_as_step(c, t, 1000, &off);
 	reader_stop(&r);
 	if (rc != 0)
 		fail_msg("reader word %llu >= retire stamp %llu, yet allocation got %s",

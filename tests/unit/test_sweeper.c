@@ -1,9 +1,11 @@
 /*
- * test_sweeper.c - making room (sweeper.c): direct reclaim by writers that
- * find no free chunk. The victim is the sealed chunk with the fewest live
- * bytes; its reachable items are unlinked (counted as evictions), the rest
- * of the index is untouched, and overwriting far more than the data area
- * keeps succeeding with every read answering absent or the latest value.
+ * test_sweeper.c - making room (sweeper.c): direct reclaim, for when no
+ * eviction step is possible. The victim is the probationary log's oldest
+ * sealed chunk while that log holds more than its share, else the sealed
+ * chunk with the fewest live bytes; its reachable items are unlinked
+ * (counted as evictions), the rest of the index is untouched, and
+ * overwriting far more than the data area keeps succeeding with every read
+ * answering absent or the latest value.
  *
  * Values are self-describing (tests/common/testutil.h), so a read that
  * returns reused or torn memory is detected, not just a crash.
@@ -15,8 +17,16 @@
  * share (read items promoted to main, the rest evicted leaving a ghost);
  * else the main log's oldest chunk, CLOCK (read items copied forward with
  * the bit cleared, the rest evicted, no ghost). Chunks are built from
- * 16 KiB items, four to a chunk; a key is put in the main log by planting
- * its ghost before setting it.
+ * 16 KiB items, four to a chunk. Writers append to probation only (a key
+ * whose ghost is in its bucket enters it marked read), so a chunk of the
+ * main log is built as the cache builds one: its four items are set, read,
+ * and promoted by an eviction step.
+ *
+ * The eviction reserve: a writer leaves the last SHMC__EVICTION_RESERVE
+ * free chunks to eviction steps (which need room to move what they keep);
+ * down to it, it runs an eviction step itself. Tests that need the free
+ * chunks down to the reserve fill them as a step's allocations do
+ * (t->making_room set), since a writer alone would never get there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -233,7 +243,10 @@ static uint32_t chunk_of_key(shmc_cache *c, const char *key)
 }
 
 /* Chunk X: a0..a3, of which a0 and a1 are then overwritten (two live);
- * chunk Y: b0..b3 (four live); the overwrites go to a third, open chunk. */
+ * chunk Y: b0..b3 (four live); the overwrites go to a third, open chunk.
+ * X is both the oldest probationary chunk (with probation over its share)
+ * and the emptiest: the victim of a direct reclaim by either rule, for
+ * tests of what happens to a victim. */
 static void build_two_sealed(shmc_cache *c, uint32_t *x, uint32_t *y)
 {
 	static const char *const a[] = {"a0", "a1", "a2", "a3"};
@@ -252,17 +265,6 @@ static void build_two_sealed(shmc_cache *c, uint32_t *x, uint32_t *y)
 	assert_int_equal(c->chunks[*x].state, SHMC__CHUNK_SEALED);
 	assert_int_equal(c->chunks[*y].state, SHMC__CHUNK_SEALED);
 	assert_true(c->chunks[*x].dead == 2 * BIG_ITEM);
-}
-
-static void test_sweeper_reclaim_picks_least_live_chunk(void **state)
-{
-	shmc_cache *c = cache_of(state);
-	uint32_t x, y;
-
-	build_two_sealed(c, &x, &y);
-	assert_true(shmc__reclaim_direct(c, tctx_of(c)));
-	assert_int_equal(c->chunks[x].state, SHMC__CHUNK_RETIRED);
-	assert_int_equal(c->chunks[y].state, SHMC__CHUNK_SEALED);
 }
 
 static void test_sweeper_reclaim_unlinks_only_victim_items(void **state)
@@ -315,7 +317,7 @@ static void test_sweeper_reclaimed_chunk_stamped_for_reuse(void **state)
 	assert_true(c->chunks[x].retire_gp <= shmc__rcu_oldest_reader(c));
 }
 
-/* ------------------------------------------------ eviction step order */
+/* -------------------------------------------------- two logs: helpers */
 
 /* The probationary log's share of the chunks (sweeper.c: S3-FIFO's 10%). */
 static uint32_t small_share(const shmc_cache *c)
@@ -344,18 +346,6 @@ static uint16_t *ghost_of(shmc_cache *c, const char *key, uint16_t *fp)
 	if (fp != NULL)
 		*fp = shmc__ghost_fp(&k);
 	return &c->buckets[k.bucket].ghost;
-}
-
-/* A big item admitted straight to the main log: its ghost is planted
- * first, as if it had just been evicted from probation. */
-static void set_big_main(shmc_cache *c, const char *key, char fill)
-{
-	uint16_t fp;
-	uint16_t *ghost = ghost_of(c, key, &fp);
-
-	*ghost = fp;
-	set_big(c, key, fill);
-	assert_int_equal(*ghost, 0); /* admission spent it */
 }
 
 /* Where key's item is, without setting its reference bit (a GET would). */
@@ -411,6 +401,107 @@ static void assert_verify_clean(void **state)
 {
 	assert_int_equal(tu_verify_clean(fixture_of(state)->name, NULL), 0);
 }
+
+/* One eviction step that must take the sealed probationary chunk holding
+ * key[0..3] (all read, and the oldest such chunk, with nothing expired or
+ * half dead anywhere) and promote all four to the main log, as it does
+ * with read items leaving probation: into the calling thread's open main
+ * chunk, which it opens for them, each with a fresh (clear) bit. Returns
+ * that chunk. */
+static uint32_t step_promotes(shmc_cache *c, const char *const key[4])
+{
+	uint32_t from = chunk_of_key(c, key[0]);
+
+	assert_int_equal(c->chunks[from].log, SHMC__LOG_SMALL);
+	assert_int_equal(c->chunks[from].state, SHMC__CHUNK_SEALED);
+	struct shmc_stats st0 = stats_now(c);
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[from].state, SHMC__CHUNK_RETIRED);
+	uint32_t to = chunk_of_key(c, key[0]);
+	for (int i = 0; i < 4; i++) {
+		struct where w = where_is(c, key[i]);
+
+		assert_true(w.found);
+		assert_int_equal(w.chunk, to);
+		assert_int_equal(w.log, SHMC__LOG_MAIN);
+		assert_int_equal(w.refbit, 0);
+	}
+	assert_int_equal(st1.promotions - st0.promotions, 4);
+	assert_int_equal(st1.evictions, st0.evictions);
+	return to;
+}
+
+/* ----------------------------------------- direct reclaim: the victim */
+
+/* Probation over its share (every chunk is probationary): the oldest
+ * probationary chunk X (four live) goes, not the emptier, younger Y (two
+ * of its four deleted). */
+static void test_sweeper_reclaim_over_share_picks_oldest_probation_chunk(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const x_[] = {"x0", "x1", "x2", "x3"};
+	static const char *const y_[] = {"y0", "y1", "y2", "y3"};
+
+	for (int i = 0; i < 4; i++)
+		set_big(c, x_[i], 'x');
+	for (int i = 0; i < 4; i++)
+		set_big(c, y_[i], 'y');
+	set_big(c, "z0", 'z'); /* seals Y: three probationary chunks */
+	assert_int_equal(shmc_del(c, "y0", 2), 0);
+	assert_int_equal(shmc_del(c, "y1", 2), 0);
+	uint32_t x = chunk_of_key(c, "x0"), y = chunk_of_key(c, "y2");
+	assert_int_equal(c->chunks[x].state, SHMC__CHUNK_SEALED);
+	assert_int_equal(c->chunks[y].state, SHMC__CHUNK_SEALED);
+	assert_true(c->chunks[y].dead == 2 * BIG_ITEM && c->chunks[x].dead == 0);
+	assert_true(c->chunks[x].open_seq < c->chunks[y].open_seq);
+	assert_true(stats_now(c).chunks_probation > small_share(c));
+
+	assert_true(shmc__reclaim_direct(c, tctx_of(c)));
+	assert_int_equal(c->chunks[x].state, SHMC__CHUNK_RETIRED);
+	assert_int_equal(c->chunks[y].state, SHMC__CHUNK_SEALED);
+	for (int i = 0; i < 4; i++)
+		assert_false(where_is(c, x_[i]).found);
+	read_big(c, "y2", 'y');
+	read_big(c, "y3", 'y');
+}
+
+/* Probation within its share: its one sealed chunk S (four live, older)
+ * stays; the main chunk M, two of whose four were deleted, goes. */
+static void test_sweeper_reclaim_within_share_picks_least_live_chunk(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const m[] = {"m0", "m1", "m2", "m3"};
+	static const char *const s_[] = {"s0", "s1", "s2", "s3"};
+
+	for (int i = 0; i < 4; i++)
+		set_big(c, m[i], 'm');
+	for (int i = 0; i < 4; i++)
+		set_big(c, s_[i], 's');
+	for (int i = 0; i < 4; i++)
+		read_big(c, m[i], 'm');
+	seal_open(c);
+	uint32_t km = step_promotes(c, m);
+	seal_open(c);
+	assert_int_equal(shmc_del(c, "m0", 2), 0);
+	assert_int_equal(shmc_del(c, "m1", 2), 0);
+	uint32_t ks = chunk_of_key(c, "s0");
+	assert_int_equal(c->chunks[ks].state, SHMC__CHUNK_SEALED);
+	assert_int_equal(c->chunks[km].state, SHMC__CHUNK_SEALED);
+	assert_true(c->chunks[ks].open_seq < c->chunks[km].open_seq);
+	assert_true(c->chunks[km].dead == 2 * BIG_ITEM && c->chunks[ks].dead == 0);
+	assert_true(stats_now(c).chunks_probation <= small_share(c));
+
+	assert_true(shmc__reclaim_direct(c, tctx_of(c)));
+	assert_int_equal(c->chunks[km].state, SHMC__CHUNK_RETIRED);
+	assert_int_equal(c->chunks[ks].state, SHMC__CHUNK_SEALED);
+	assert_false(where_is(c, "m2").found);
+	assert_false(where_is(c, "m3").found);
+	for (int i = 0; i < 4; i++)
+		read_big(c, s_[i], 's');
+}
+
+/* ------------------------------------------------ eviction step order */
 
 /* A: a0..a3 (oldest, all live); B: b0..b3 with b0 and b1 overwritten (half
  * dead); C: c0..c3 with a 30 ms TTL, all expired. Three steps take C
@@ -485,9 +576,11 @@ static void test_sweeper_evict_step_compacts_half_dead_main_chunk_keeping_refbit
 	static const char *const m[] = {"m0", "m1", "m2", "m3"};
 
 	for (int i = 0; i < 4; i++)
-		set_big_main(c, m[i], 'm');
-	uint32_t km = chunk_of_key(c, "m0");
-	assert_int_equal(c->chunks[km].log, SHMC__LOG_MAIN);
+		set_big(c, m[i], 'm');
+	for (int i = 0; i < 4; i++)
+		read_big(c, m[i], 'm');
+	seal_open(c);
+	uint32_t km = step_promotes(c, m);
 	read_big(c, "m2", 'm');
 	set_big(c, "m0", 'M');
 	set_big(c, "m1", 'M');
@@ -557,8 +650,8 @@ static void test_sweeper_evict_step_compacts_half_dead_probation_chunk_promoting
  * and p2 read) and as many more as the probation share, all sealed: the
  * probationary log is over its share, so the step takes P, not the older
  * M. p0 and p2 are promoted to main with a fresh bit; p1 and p3 are
- * evicted, each leaving its ghost, which sends p1 straight to main when
- * it is set again. */
+ * evicted, each leaving its ghost, which marks p1 read when it is set
+ * again (it enters probation, and will leave it by promotion). */
 static void test_sweeper_evict_step_over_share_probation_promotes_read_evicts_rest(void **state)
 {
 	shmc_cache *c = cache_of(state);
@@ -570,7 +663,11 @@ static void test_sweeper_evict_step_over_share_probation_promotes_read_evicts_re
 
 	assert_true(g1 != g3); /* distinct buckets: each keeps its ghost */
 	for (int i = 0; i < 4; i++)
-		set_big_main(c, m[i], 'm');
+		set_big(c, m[i], 'm');
+	for (int i = 0; i < 4; i++)
+		read_big(c, m[i], 'm');
+	seal_open(c);
+	uint32_t km = step_promotes(c, m);
 	for (int i = 0; i < 4; i++)
 		set_big(c, p[i], 'p');
 	for (uint32_t j = 0; j < share; j++)
@@ -581,7 +678,7 @@ static void test_sweeper_evict_step_over_share_probation_promotes_read_evicts_re
 			set_big(c, key, 'f');
 		}
 	seal_open(c);
-	uint32_t km = chunk_of_key(c, "m0"), kp = chunk_of_key(c, "p0");
+	uint32_t kp = chunk_of_key(c, "p0");
 	assert_true(c->chunks[km].open_seq < c->chunks[kp].open_seq);
 	read_big(c, "p0", 'p');
 	read_big(c, "p2", 'p');
@@ -610,9 +707,11 @@ static void test_sweeper_evict_step_over_share_probation_promotes_read_evicts_re
 	assert_int_equal(st1.evictions - st0.evictions, 2);
 	assert_int_equal(st1.evictions_probation - st0.evictions_probation, 2);
 
-	/* Asked for again: admitted to main, the ghost spent. */
+	/* Asked for again: on probation but marked read, the ghost spent. */
 	set_big(c, "p1", 'P');
-	assert_int_equal(where_is(c, "p1").log, SHMC__LOG_MAIN);
+	struct where w1 = where_is(c, "p1");
+	assert_int_equal(w1.log, SHMC__LOG_SMALL);
+	assert_int_equal(w1.refbit, 1);
 	assert_int_equal(*g1, 0);
 	assert_verify_clean(state);
 }
@@ -627,12 +726,20 @@ static void test_sweeper_evict_step_main_clock_copies_read_forward_bit_cleared(v
 	static const char *const s_[] = {"s0", "s1", "s2", "s3"};
 	static const char *const m[] = {"m0", "m1", "m2", "m3"};
 
+	/* m0..m3 are set first, so that theirs is the oldest probationary
+	 * chunk, which the step promoting them takes; M is opened by that
+	 * step, after S. */
+	for (int i = 0; i < 4; i++)
+		set_big(c, m[i], 'm');
 	for (int i = 0; i < 4; i++)
 		set_big(c, s_[i], 's');
 	for (int i = 0; i < 4; i++)
-		set_big_main(c, m[i], 'm');
+		read_big(c, m[i], 'm');
 	seal_open(c);
-	uint32_t ks = chunk_of_key(c, "s0"), km = chunk_of_key(c, "m0");
+	uint32_t km = step_promotes(c, m);
+	seal_open(c);
+	uint32_t ks = chunk_of_key(c, "s0");
+	assert_int_equal(c->chunks[ks].state, SHMC__CHUNK_SEALED);
 	assert_true(c->chunks[ks].open_seq < c->chunks[km].open_seq);
 	read_big(c, "m1", 'm');
 	read_big(c, "m3", 'm');
@@ -665,6 +772,185 @@ static void test_sweeper_evict_step_main_clock_copies_read_forward_bit_cleared(v
 	assert_verify_clean(state);
 }
 
+/* g0..g3, never read, evicted from probation: each leaves its ghost. Set
+ * again, g1 enters probation marked read (its ghost spent), so that when
+ * its chunk leaves probation it is promoted though nobody read it since;
+ * h0..h2, unread, in the same chunk, are evicted. */
+static void test_sweeper_evict_step_ghost_readmitted_key_promoted_unread(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	static const char *const g[] = {"g0", "g1", "g2", "g3"};
+	static const char *const h[] = {"h0", "h1", "h2"};
+	uint16_t fp1;
+	uint16_t *g1 = ghost_of(c, "g1", &fp1);
+
+	for (int i = 0; i < 4; i++)
+		assert_true(i == 1 || ghost_of(c, g[i], NULL) != g1); /* g1's ghost stays */
+	for (int i = 0; i < 4; i++)
+		set_big(c, g[i], 'g');
+	seal_open(c);
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	assert_false(where_is(c, "g1").found);
+	assert_int_equal(*g1, fp1);
+
+	set_big(c, "g1", 'G');
+	for (int i = 0; i < 3; i++)
+		set_big(c, h[i], 'h');
+	seal_open(c);
+	struct where w = where_is(c, "g1");
+	assert_int_equal(w.log, SHMC__LOG_SMALL);
+	assert_int_equal(w.refbit, 1);
+	assert_int_equal(*g1, 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(chunk_of_key(c, h[i]), w.chunk);
+
+	struct shmc_stats st0 = stats_now(c);
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[w.chunk].state, SHMC__CHUNK_RETIRED);
+	struct where wp = where_is(c, "g1");
+	assert_true(wp.found);
+	assert_int_equal(wp.log, SHMC__LOG_MAIN);
+	assert_int_equal(wp.refbit, 0);
+	for (int i = 0; i < 3; i++)
+		assert_false(where_is(c, h[i]).found);
+	assert_int_equal(st1.promotions - st0.promotions, 1);
+	assert_int_equal(st1.evictions_probation - st0.evictions_probation, 3);
+	read_big(c, "g1", 'G');
+	assert_verify_clean(state);
+}
+
+/* ----------------------------------------------- the eviction reserve */
+
+#define RESERVE_READ_KEY "r001" /* in the oldest chunk; read, so kept */
+
+static uint32_t free_chunks(const shmc_cache *c)
+{
+	uint32_t n = 0;
+
+	for (uint32_t k = 0; k < c->geo.nchunks; k++)
+		n += c->chunks[k].state == SHMC__CHUNK_FREE;
+	return n;
+}
+
+/* Set r000, r001, ... until exactly SHMC__EVICTION_RESERVE chunks are
+ * free and the test thread's open (probationary) chunk is full; then read
+ * RESERVE_READ_KEY. The sets allocate as an eviction step does
+ * (t->making_room): a writer alone never gets down to the reserve, since
+ * it runs a step of its own whenever it leaves fewer than
+ * shmc__free_critical() free. Nothing is evicted on the way. Returns the
+ * oldest chunk, which holds r000..r003. */
+static uint32_t fill_down_to_reserve(shmc_cache *c)
+{
+	struct shmc__tctx *t = tctx_of(c);
+	unsigned n = 4 * (c->geo.nchunks - SHMC__EVICTION_RESERVE);
+	char key[16];
+
+	t->making_room = true;
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(key, sizeof key, "r%03u", i);
+		set_big(c, key, 'r');
+	}
+	t->making_room = false;
+	assert_int_equal(free_chunks(c), SHMC__EVICTION_RESERVE);
+	assert_true(t->open[SHMC__LOG_SMALL].used == CHUNK_BYTES);
+	assert_int_equal(stats_now(c).evictions, 0);
+	read_big(c, RESERVE_READ_KEY, 'r');
+	uint32_t oldest = chunk_of_key(c, "r000");
+	for (uint32_t k = 0; k < c->geo.nchunks; k++)
+		if (c->chunks[k].state == SHMC__CHUNK_SEALED)
+			assert_true(c->chunks[oldest].open_seq <= c->chunks[k].open_seq);
+	return oldest;
+}
+
+/* Free chunks down to the reserve, nothing waiting for a grace period: a
+ * writer that needs a chunk does not take one of the reserve but runs an
+ * eviction step, which takes the oldest probationary chunk by policy (the
+ * read item promoted, not evicted outright); the set succeeds and the
+ * reserve is still there afterwards. */
+static void test_sweeper_writer_at_reserve_runs_eviction_step(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	uint32_t oldest = fill_down_to_reserve(c);
+	struct shmc_stats st0 = stats_now(c);
+
+	set_big(c, "w", 'w');
+	struct shmc_stats st1 = stats_now(c);
+	read_big(c, "w", 'w');
+	uint32_t st = c->chunks[oldest].state;
+	assert_true(st == SHMC__CHUNK_RETIRED || st == SHMC__CHUNK_FREE);
+	struct where kept = where_is(c, RESERVE_READ_KEY);
+	assert_true(kept.found);
+	assert_int_equal(kept.log, SHMC__LOG_MAIN);
+	for (int i = 0; i < 4; i++) {
+		char key[16];
+
+		snprintf(key, sizeof key, "r%03d", i);
+		assert_int_equal(where_is(c, key).found, strcmp(key, RESERVE_READ_KEY) == 0);
+	}
+	assert_true(st1.promotions - st0.promotions >= 1);
+	assert_true(st1.evictions_probation - st0.evictions_probation >= 3);
+	assert_int_equal(st1.evictions_direct, st0.evictions_direct);
+	if (free_chunks(c) < SHMC__EVICTION_RESERVE)
+		fail_msg("%u free chunks after the set, reserve %u", free_chunks(c),
+			 SHMC__EVICTION_RESERVE);
+	assert_verify_clean(state);
+}
+
+/* Free chunks down to the reserve: an eviction step still takes one of
+ * them to move what it keeps into, rather than evicting another chunk
+ * outright to make room. */
+static void test_sweeper_evict_step_takes_reserve(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	uint32_t oldest = fill_down_to_reserve(c);
+	struct shmc_stats st0 = stats_now(c);
+
+	assert_true(shmc__evict_step(c, tctx_of(c)));
+	struct shmc_stats st1 = stats_now(c);
+	assert_int_equal(c->chunks[oldest].state, SHMC__CHUNK_RETIRED);
+	struct where kept = where_is(c, RESERVE_READ_KEY);
+	assert_true(kept.found);
+	assert_int_equal(kept.log, SHMC__LOG_MAIN);
+	assert_int_equal(c->chunks[kept.chunk].state, SHMC__CHUNK_OPEN);
+	assert_int_equal(free_chunks(c), SHMC__EVICTION_RESERVE - 1);
+	assert_int_equal(st1.promotions - st0.promotions, 1);
+	assert_int_equal(st1.evictions_probation - st0.evictions_probation, 3);
+	assert_int_equal(st1.evictions_direct, st0.evictions_direct);
+	assert_verify_clean(state);
+}
+
+/* The sweeper's low watermark and a writer's critical level count the
+ * reserve in: both ask for room before only the reserve is left. */
+static void test_sweeper_watermarks_above_reserve(void **state)
+{
+	shmc_cache *c = cache_of(state);
+
+	assert_true(shmc__free_critical(c) > SHMC__EVICTION_RESERVE);
+	assert_true(shmc__free_low(c) > shmc__free_critical(c));
+}
+
+/* A writer alone, overwriting several times what fits, never leaves fewer
+ * free chunks than the reserve (nobody reads, so nothing waits for a
+ * grace period). */
+static void test_sweeper_writer_never_takes_reserve(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	unsigned n = 3 * 4 * c->geo.nchunks;
+
+	for (unsigned i = 0; i < n; i++) {
+		char key[16];
+
+		snprintf(key, sizeof key, "n%04u", i);
+		set_big(c, key, 'n');
+		if (free_chunks(c) < SHMC__EVICTION_RESERVE)
+			fail_msg("%u free chunks after set %u, reserve %u", free_chunks(c), i,
+				 SHMC__EVICTION_RESERVE);
+	}
+	assert_true(stats_now(c).evictions > 0);
+	assert_int_equal(stats_now(c).evictions_direct, 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -672,7 +958,8 @@ int main(int argc, char **argv)
 		TEST(test_sweeper_overwrites_beyond_capacity_count_evictions),
 		TEST(test_sweeper_overwrites_beyond_capacity_reads_latest_or_absent),
 		TEST(test_sweeper_reclaim_without_sealed_chunk_returns_false),
-		TEST(test_sweeper_reclaim_picks_least_live_chunk),
+		TEST(test_sweeper_reclaim_over_share_picks_oldest_probation_chunk),
+		TEST(test_sweeper_reclaim_within_share_picks_least_live_chunk),
 		TEST(test_sweeper_reclaim_unlinks_only_victim_items),
 		TEST(test_sweeper_reclaim_counts_evictions),
 		TEST(test_sweeper_reclaimed_chunk_stamped_for_reuse),
@@ -681,6 +968,11 @@ int main(int argc, char **argv)
 		TEST(test_sweeper_evict_step_compacts_half_dead_probation_chunk_promoting_read),
 		TEST(test_sweeper_evict_step_over_share_probation_promotes_read_evicts_rest),
 		TEST(test_sweeper_evict_step_main_clock_copies_read_forward_bit_cleared),
+		TEST(test_sweeper_evict_step_ghost_readmitted_key_promoted_unread),
+		TEST(test_sweeper_writer_at_reserve_runs_eviction_step),
+		TEST(test_sweeper_evict_step_takes_reserve),
+		TEST(test_sweeper_watermarks_above_reserve),
+		TEST(test_sweeper_writer_never_takes_reserve),
 	};
 
 	(void)argc;
