@@ -402,6 +402,28 @@ static const struct counter_def counters[] = {
 	COUNTER(promotions),
 	COUNTER(sweeper_passes),
 	COUNTER(sweeper_handovers),
+	COUNTER(fills),
+	COUNTER(coalesced_waits),
+	COUNTER(origin_calls),
+	COUNTER(lease_takeovers),
+	COUNTER(negative_hits),
+	COUNTER(stale_serves),
+	COUNTER(refreshes),
+	COUNTER(loader_errors),
+	COUNTER(stale_if_error),
+	COUNTER(uplink_batches),
+	COUNTER(uplink_ops),
+	COUNTER(uplink_err_connect),
+	COUNTER(uplink_err_timeout),
+	COUNTER(uplink_err_protocol),
+	COUNTER(uplink_err_reply),
+	COUNTER(uplink_fast_fails),
+	COUNTER(uplink_breaker_opens),
+	COUNTER(uplink_redirects),
+	COUNTER(uplink_topology_refreshes),
+	COUNTER(write_behind_queued),
+	COUNTER(write_behind_dropped),
+	COUNTER(write_behind_failed),
 };
 #undef COUNTER
 #define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))
@@ -678,6 +700,25 @@ static void text_operations(const struct report *r)
 	printf("             refused (ENOSPC) %s  written %s%s  promotions %s\n",
 	       fmt_counter(r, "enospc"), written, r->prev ? "/s" : "",
 	       fmt_counter(r, "promotions"));
+	printf("read-through fills %s  coalesced waits %s  origin calls %s  takeovers %s\n",
+	       fmt_counter(r, "fills"), fmt_counter(r, "coalesced_waits"),
+	       fmt_counter(r, "origin_calls"), fmt_counter(r, "lease_takeovers"));
+	printf("             negative hits %s  stale serves %s (if error %s)  refreshes %s  "
+	       "loader errors %s\n",
+	       fmt_counter(r, "negative_hits"), fmt_counter(r, "stale_serves"),
+	       fmt_counter(r, "stale_if_error"), fmt_counter(r, "refreshes"),
+	       fmt_counter(r, "loader_errors"));
+	printf("uplink       round trips %s  ops %s  errors: connect %s timeout %s protocol %s "
+	       "reply %s\n",
+	       fmt_counter(r, "uplink_batches"), fmt_counter(r, "uplink_ops"),
+	       fmt_counter(r, "uplink_err_connect"), fmt_counter(r, "uplink_err_timeout"),
+	       fmt_counter(r, "uplink_err_protocol"), fmt_counter(r, "uplink_err_reply"));
+	printf("             fast fails %s  breaker opens %s  redirects %s  topology refreshes %s  "
+	       "write-behind queued %s dropped %s failed %s\n",
+	       fmt_counter(r, "uplink_fast_fails"), fmt_counter(r, "uplink_breaker_opens"),
+	       fmt_counter(r, "uplink_redirects"), fmt_counter(r, "uplink_topology_refreshes"),
+	       fmt_counter(r, "write_behind_queued"), fmt_counter(r, "write_behind_dropped"),
+	       fmt_counter(r, "write_behind_failed"));
 }
 
 static void text_latency(const struct report *r)
@@ -1072,6 +1113,28 @@ static const struct prom_counter prom_counters[] = {
 	{"shmcache_sweeper_passes_total", "sweeper_passes", "Sweeper passes completed."},
 	{"shmcache_sweeper_handovers_total", "sweeper_handovers",
 	 "Times the sweeper role was taken over from a dead holder."},
+	{"shmcache_fills_total", "fills", "Fills completed by a filler (origin calls that returned)."},
+	{"shmcache_coalesced_waits_total", "coalesced_waits", "Fetches that waited for another caller's fill."},
+	{"shmcache_origin_calls_total", "origin_calls", "Loader or uplink calls, refreshes included."},
+	{"shmcache_lease_takeovers_total", "lease_takeovers", "Fills taken over from a dead or late filler."},
+	{"shmcache_negative_hits_total", "negative_hits", "Fetches answered absent from a cached negative."},
+	{"shmcache_stale_serves_total", "stale_serves", "Fetches answered with a stale value."},
+	{"shmcache_refreshes_total", "refreshes", "Background refreshes run."},
+	{"shmcache_loader_errors_total", "loader_errors", "Loader calls that failed (not absent)."},
+	{"shmcache_stale_if_error_total", "stale_if_error", "Stale serves while the last refresh had failed."},
+	{"shmcache_uplink_batches_total", "uplink_batches", "Uplink pipelined round trips."},
+	{"shmcache_uplink_ops_total", "uplink_ops", "Operations in uplink round trips."},
+	{"shmcache_uplink_err_connect_total", "uplink_err_connect", "Uplink connection failures."},
+	{"shmcache_uplink_err_timeout_total", "uplink_err_timeout", "Uplink round trips past the command timeout."},
+	{"shmcache_uplink_err_protocol_total", "uplink_err_protocol", "Uplink replies that were garbage or of the wrong type."},
+	{"shmcache_uplink_err_reply_total", "uplink_err_reply", "Error replies from the remote tier."},
+	{"shmcache_uplink_fast_fails_total", "uplink_fast_fails", "Uplink operations refused while a breaker was open or in back-off."},
+	{"shmcache_uplink_breaker_opens_total", "uplink_breaker_opens", "Times a node's circuit breaker opened."},
+	{"shmcache_uplink_redirects_total", "uplink_redirects", "Redis Cluster MOVED and ASK redirects."},
+	{"shmcache_uplink_topology_refreshes_total", "uplink_topology_refreshes", "Redis Cluster slot-map reloads."},
+	{"shmcache_write_behind_queued_total", "write_behind_queued", "Write-behind operations queued."},
+	{"shmcache_write_behind_dropped_total", "write_behind_dropped", "Write-behind operations dropped (queue full or closing)."},
+	{"shmcache_write_behind_failed_total", "write_behind_failed", "Write-behind operations the remote tier refused."},
 };
 
 static void prom_family(const char *name, const char *type, const char *help)
