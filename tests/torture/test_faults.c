@@ -791,8 +791,15 @@ static void run_fault_case(struct fixture *f, const struct fault_case *fc,
 		final_check_key(a, out, key, klen);
 	}
 
-	/* The robust allocator mutex is consistent and free. */
-	out->alloc_trylock = pthread_mutex_trylock(&f->c->hdr->alloc_lock);
+	/* The robust allocator mutex is consistent and free. A live sweeper
+	 * takes it for microseconds at a time (EBUSY then): look again, for
+	 * up to a second; a lock left by the dead would stay taken. */
+	for (int tries = 0; tries < 1000; tries++) {
+		out->alloc_trylock = pthread_mutex_trylock(&f->c->hdr->alloc_lock);
+		if (out->alloc_trylock != EBUSY)
+			break;
+		tu_sleep_us(1000);
+	}
 	if (out->alloc_trylock == 0 || out->alloc_trylock == EOWNERDEAD)
 		pthread_mutex_unlock(&f->c->hdr->alloc_lock);
 
