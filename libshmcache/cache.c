@@ -52,27 +52,39 @@ static uint32_t jitter(uint32_t ttl_ms, uint32_t pct)
 	return t ? (uint32_t)(t > UINT32_MAX ? UINT32_MAX : t) : 1;
 }
 
-uint64_t shmc__expiry_in(uint64_t ttl_ms)
+/* The precise clock in ms, rounded up. */
+static uint64_t precise_ceil_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000;
+	return (uint64_t)ts.tv_sec * 1000 + ((uint64_t)ts.tv_nsec + 999999) / 1000000;
+}
+
+static uint64_t expiry_from(uint64_t now, uint64_t ttl_ms)
+{
 	/* Items store expiry in 32 bits relative to their chunk's base; a
 	 * fresh chunk's base is the coarse clock, a tick behind now at most:
 	 * the longest TTLs (near 2^32 ms, 49 days) are capped so they fit. */
 	return now + (ttl_ms > MAX_TTL_MS ? MAX_TTL_MS : ttl_ms);
 }
 
+uint64_t shmc__expiry_in(uint64_t ttl_ms)
+{
+	return expiry_from(precise_ceil_ms(), ttl_ms);
+}
+
 uint64_t shmc__expiry_for(shmc_cache *c, uint32_t ttl_ms)
 {
 	if (!ttl_ms)
 		ttl_ms = c->geo.default_ttl_ms;
-	shmc__clock_check(c, shmc__now_ms());
+	/* One clock read serves the staleness check and the expiry. */
+	uint64_t now = precise_ceil_ms();
+	shmc__clock_check(c, now);
 	if (!ttl_ms)
 		return 0;
 	if (c->geo.ttl_jitter_pct)
 		ttl_ms = jitter(ttl_ms, c->geo.ttl_jitter_pct);
-	return shmc__expiry_in((uint64_t)ttl_ms + c->geo.stale_ms);
+	return expiry_from(now, (uint64_t)ttl_ms + c->geo.stale_ms);
 }
 
 /* Past its TTL (the stored expiry less the stale window, in which only

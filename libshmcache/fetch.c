@@ -168,12 +168,21 @@ static int loader_failed(struct fetch *f, int rc)
 	return shmc__fail(f->c, rc, "loader failed: %s", shmc_strerror(rc));
 }
 
-/* How long loader calls take here, for XFetch: an average kept with
- * relaxed stores (a lost update costs nothing). */
-static void note_loader_time(shmc_cache *c, uint64_t ns)
+/* One origin call: counted, and timed for XFetch (an average kept with
+ * relaxed stores: a lost update costs nothing). *val is the caller's to
+ * free. Returns the loader's code. */
+static int origin_call(struct fetch *f, void **val, size_t *len, uint32_t *ttl)
 {
-	uint64_t avg = uatomic_read(&c->loader_avg_ns);
+	shmc_cache *c = f->c;
+	*val = NULL;
+	*len = 0;
+	*ttl = 0;
+	shmc__count(f->t, SHMC__CTR_origin_calls, 1);
+	uint64_t t0 = shmc__obs_now_ns();
+	int rc = f->loader(f->arg, f->k.key, f->k.klen, val, len, ttl);
+	uint64_t ns = shmc__obs_now_ns() - t0, avg = uatomic_read(&c->loader_avg_ns);
 	uatomic_set(&c->loader_avg_ns, avg ? avg - avg / 8 + ns / 8 : ns);
+	return rc;
 }
 
 /* After the loader returned: keep lease idx for the store and the wake-up,
@@ -204,13 +213,8 @@ static int load_and_store(struct fetch *f, uint32_t idx, uint64_t entry, void **
 			  int *lease_result, bool *kept)
 {
 	shmc_cache *c = f->c;
-	uint32_t ttl = 0;
-	*val = NULL;
-	*len = 0;
-	shmc__count(f->t, SHMC__CTR_origin_calls, 1);
-	uint64_t t0 = shmc__obs_now_ns();
-	int rc = f->loader(f->arg, f->k.key, f->k.klen, val, len, &ttl);
-	note_loader_time(c, shmc__obs_now_ns() - t0);
+	uint32_t ttl;
+	int rc = origin_call(f, val, len, &ttl);
 	bool rdonly = c->flags & SHMC_RDONLY;
 	*kept = lease_keep(c, f->t, idx);
 	if (rc == 0) {
@@ -281,11 +285,10 @@ static int fill(struct fetch *f, uint32_t idx, uint64_t entry)
 static int load_alone(struct fetch *f)
 {
 	shmc_cache *c = f->c;
-	void *val = NULL;
-	size_t len = 0;
-	uint32_t ttl = 0;
-	shmc__count(f->t, SHMC__CTR_origin_calls, 1);
-	int rc = f->loader(f->arg, f->k.key, f->k.klen, &val, &len, &ttl);
+	void *val;
+	size_t len;
+	uint32_t ttl;
+	int rc = origin_call(f, &val, &len, &ttl);
 	if (rc == 0 && !(c->flags & SHMC_RDONLY)) {
 		int st = shmc_set(c, f->k.key, f->k.klen, val, len, ttl, 0);
 		if (st && st != SHMC_ENOSPC) {
@@ -334,13 +337,10 @@ static void refresh_run(shmc_cache *c, struct shmc__tctx *t, struct refresh_job 
 	struct fetch f = {.c = c, .t = t, .loader = job->loader, .arg = job->arg};
 	shmc__keyref_init(c, &f.k, job->key, job->klen);
 	shmc__count(t, SHMC__CTR_refreshes, 1);
-	void *val = NULL;
-	size_t len = 0;
-	uint32_t ttl = 0;
-	shmc__count(t, SHMC__CTR_origin_calls, 1);
-	uint64_t t0 = shmc__obs_now_ns();
-	int rc = job->loader(job->arg, job->key, job->klen, &val, &len, &ttl);
-	note_loader_time(c, shmc__obs_now_ns() - t0);
+	void *val;
+	size_t len;
+	uint32_t ttl;
+	int rc = origin_call(&f, &val, &len, &ttl);
 	if (!lease_keep(c, t, job->idx)) {
 		/* Overran its deadline and a caller that really missed took
 		 * the lease over: the key is the taker's to fill now. */
