@@ -53,6 +53,20 @@ int shmc__index_insert_entry_locked(shmc_cache *c, const struct shmc__keyref *k,
 	return SHMC_ENOSPC;
 }
 
+uint64_t *shmc__index_slot_of_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t e)
+{
+	uint32_t probe = uatomic_read(&c->buckets[k->bucket].probe);
+	if (probe > SHMC__MAX_PROBE)
+		probe = SHMC__MAX_PROBE;
+	for (uint32_t n = 0; n <= probe && n < c->geo.nbuckets; n++) {
+		struct shmc__bucket *b = &c->buckets[shmc__neighbour(c, k->bucket, n)];
+		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
+			if (uatomic_read(&b->slot[s]) == e)
+				return &b->slot[s];
+	}
+	return NULL;
+}
+
 uint64_t shmc__index_replace_locked(shmc_cache *c, const struct shmc__keyref *k,
 				    struct shmc__found *f, uint64_t off)
 {

@@ -112,6 +112,11 @@ int shmc__index_insert_locked(struct shmc_cache *c, const struct shmc__keyref *k
 /* The same for any entry word (a fill lease's, see lease.h). */
 int shmc__index_insert_entry_locked(struct shmc_cache *c, const struct shmc__keyref *k,
 				    uint64_t e);
+/* The slot in k's probe sequence holding exactly entry e, or NULL. Finds an
+ * item by where it is, not by its key: no key is compared, so no other
+ * entry in the way can hide it. */
+uint64_t *shmc__index_slot_of_locked(struct shmc_cache *c, const struct shmc__keyref *k,
+				     uint64_t e);
 uint64_t shmc__index_replace_locked(struct shmc_cache *c, const struct shmc__keyref *k,
 				    struct shmc__found *f, uint64_t off);
 uint64_t shmc__index_remove_locked(struct shmc_cache *c, const struct shmc__keyref *k,

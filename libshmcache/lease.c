@@ -29,10 +29,8 @@ static bool is_lease_of(shmc_cache *c, const struct shmc__keyref *k, uint64_t e)
 	       e == shmc__lease_entry(k->tag, idx, uatomic_read(&l->gen));
 }
 
-/* Visit k's probe sequence: fn returns true to stop. */
-static uint64_t *probe_find(shmc_cache *c, const struct shmc__keyref *k,
-			    bool (*match)(shmc_cache *, const struct shmc__keyref *, uint64_t, uint64_t),
-			    uint64_t arg)
+/* k's lease entry, if any: the key has at most one. */
+uint64_t *shmc__lease_find_locked(shmc_cache *c, const struct shmc__keyref *k)
 {
 	uint32_t probe = uatomic_read(&c->buckets[k->bucket].probe);
 	if (probe > SHMC__MAX_PROBE)
@@ -40,33 +38,15 @@ static uint64_t *probe_find(shmc_cache *c, const struct shmc__keyref *k,
 	for (uint32_t n = 0; n <= probe && n < c->geo.nbuckets; n++) {
 		struct shmc__bucket *b = &c->buckets[shmc__neighbour(c, k->bucket, n)];
 		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
-			if (match(c, k, uatomic_read(&b->slot[s]), arg))
+			if (is_lease_of(c, k, uatomic_read(&b->slot[s])))
 				return &b->slot[s];
 	}
 	return NULL;
 }
 
-static bool match_lease(shmc_cache *c, const struct shmc__keyref *k, uint64_t e, uint64_t unused)
-{
-	(void)unused;
-	return is_lease_of(c, k, e);
-}
-
-static bool match_exact(shmc_cache *c, const struct shmc__keyref *k, uint64_t e, uint64_t want)
-{
-	(void)c;
-	(void)k;
-	return e == want;
-}
-
-uint64_t *shmc__lease_find_locked(shmc_cache *c, const struct shmc__keyref *k)
-{
-	return probe_find(c, k, match_lease, 0);
-}
-
 uint64_t *shmc__lease_slot_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t entry)
 {
-	return probe_find(c, k, match_exact, entry);
+	return shmc__index_slot_of_locked(c, k, entry);
 }
 
 void shmc__lease_cancel_locked(shmc_cache *c, const struct shmc__keyref *k)

@@ -168,23 +168,28 @@ uint32_t shmc__log_recycle(shmc_cache *c)
 	return nfree;
 }
 
-/* Under alloc_lock: take a FREE chunk for log, recycling RETIRED ones whose
- * grace period is over when there is none. *min_pending receives the
- * smallest stamp still waiting. */
+/* Under alloc_lock: take a FREE chunk for log, beyond the reserve,
+ * recycling RETIRED ones whose grace period is over when there is none.
+ * *min_pending receives the smallest stamp still waiting; *spare, after a
+ * take, how many chunks are FREE or RETIRED (free after a grace period). */
 static bool chunk_find_locked(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class log,
-			      uint64_t now, uint32_t reserve, uint64_t *min_pending)
+			      uint64_t now, uint32_t reserve, uint64_t *min_pending,
+			      uint32_t *spare)
 {
 	uint32_t n = c->geo.nchunks;
 	uint32_t rotor = uatomic_read(&c->hdr->alloc_rotor) % n;
 	for (int pass = 0; pass < 2; pass++) {
-		uint32_t nfree = 0, first = n;
+		uint32_t nfree = 0, nretired = 0, first = n;
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t k = (rotor + i) % n;
-			if (uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_FREE && !nfree++)
+			uint32_t st = uatomic_read(&c->chunks[k].state);
+			if (st == SHMC__CHUNK_FREE && !nfree++)
 				first = k;
+			nretired += st == SHMC__CHUNK_RETIRED;
 		}
 		if (nfree > reserve) {
 			chunk_take(c, t, log, first, now);
+			*spare = nfree - 1 + nretired;
 			return true;
 		}
 		if (pass == 0 && recycle_locked(c, min_pending) <= reserve)
@@ -216,19 +221,21 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class 
 		if (t->open[log].chunk)
 			return 0;
 		uint64_t min_pending = UINT64_MAX;
+		uint32_t spare = 0;
 		alloc_lock(c);
-		bool ok = chunk_find_locked(c, t, log, now, reserve, &min_pending);
-		uint32_t free_left = c->hdr->free_hint;
+		bool ok = chunk_find_locked(c, t, log, now, reserve, &min_pending, &spare);
 		alloc_unlock(c);
 		if (ok) {
 			/* Running low: the sweeper makes room ahead of us; when
 			 * it falls behind (or none runs) this writer empties one
 			 * chunk itself, so that memory never runs out while
-			 * anything can be evicted. */
+			 * anything can be evicted. Chunks waiting for a grace
+			 * period count as room: evicting more would not make
+			 * them free any sooner. */
 			if (!t->making_room) {
-				if (free_left < shmc__free_low(c))
+				if (spare < shmc__free_low(c))
 					shmc__sweeper_wake(c);
-				if (free_left < shmc__free_critical(c)) {
+				if (spare < shmc__free_critical(c)) {
 					shmc__evict_step(c, t);
 					open_chunk_seal(c, t, SHMC__LOG_MAIN);
 				}

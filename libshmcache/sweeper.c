@@ -140,11 +140,11 @@ static uint64_t empty_item(shmc_cache *c, struct shmc__tctx *t, uint32_t k, uint
 
 	struct shmc__keyref kr;
 	shmc__keyref_init(c, &kr, key, h.klen);
-	struct shmc__found f;
+	struct shmc__found f = {.entry = shmc__entry_make(kr.tag, off)};
 	enum { GONE, MOVED, EVICTED, EXPIRED } fate = GONE;
 	shmc__rcu_read_enter(c, t);
 	shmc__bucket_lock(c, t, kr.bucket);
-	if (shmc__index_find(c, &kr, &f) == 0 && shmc__entry_off(f.entry) == off) {
+	if ((f.slot = shmc__index_slot_of_locked(c, &kr, f.entry))) {
 		uint64_t to;
 		if (is_expired)
 			fate = EXPIRED;
@@ -268,6 +268,10 @@ bool shmc__evict_step(shmc_cache *c, struct shmc__tctx *t)
 		if (uatomic_cmpxchg(&ch->state, SHMC__CHUNK_SEALED, shmc__retiring_word(t->lock_id)) !=
 		    SHMC__CHUNK_SEALED)
 			continue;
+		/* The look that chose it may predate the chunk's current
+		 * life: evict it whole only if it is still wholly expired. */
+		if (v.policy == EVICT_ALL && uatomic_read(&ch->expire_max) > shmc__now_ms())
+			v.policy = CLOCK;
 		/* Fault points: a claimant killed here leaves a RETIRING chunk
 		 * that the next one short of memory finishes, whatever it was
 		 * doing with it (moving everything, or evicting). */
@@ -357,6 +361,21 @@ static void reachable_per_chunk(shmc_cache *c, struct shmc__tctx *t, uint64_t *r
 	shmc__rcu_read_exit(c, t);
 }
 
+/* The life of chunk ch if it is SEALED in it, else 0 (no life is 0). A
+ * state read alone does not tell which life it belongs to: the chunk may
+ * be retired, recycled and taken again between two loads, and a walk
+ * that started before the new life's items were published would count
+ * them missing. chunk_take stores life before any state of that life, so
+ * an unchanged life around the state load pins the state to it. */
+static uint64_t sealed_life(const struct shmc__chunk *ch)
+{
+	uint64_t life = uatomic_read(&ch->life);
+	cmm_smp_rmb();
+	uint32_t st = uatomic_read(&ch->state);
+	cmm_smp_rmb();
+	return st == SHMC__CHUNK_SEALED && uatomic_read(&ch->life) == life ? life : 0;
+}
+
 /* Count as dead what no index entry reaches in chunks that were sealed
  * throughout. Writers count a displaced item dead inside the read section
  * in which they displaced it, so after one grace period every displacement
@@ -374,9 +393,7 @@ static uint64_t audit_sealed(shmc_cache *c, struct shmc__tctx *t)
 		return 0;
 	}
 	for (uint32_t k = 0; k < n; k++)
-		life[k] = uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_SEALED
-				  ? uatomic_read(&c->chunks[k].life)
-				  : 0;
+		life[k] = sealed_life(&c->chunks[k]);
 	reachable_per_chunk(c, t, reach);
 	uint64_t recovered = 0;
 	if (shmc__rcu_wait(c, shmc__rcu_retire_stamp(c), 2000)) {
@@ -385,8 +402,7 @@ static uint64_t audit_sealed(shmc_cache *c, struct shmc__tctx *t)
 		shmc__rcu_read_enter(c, t);
 		for (uint32_t k = 0; k < n; k++) {
 			struct shmc__chunk *ch = &c->chunks[k];
-			if (!life[k] || uatomic_read(&ch->state) != SHMC__CHUNK_SEALED ||
-			    uatomic_read(&ch->life) != life[k])
+			if (!life[k] || sealed_life(ch) != life[k])
 				continue;
 			uint64_t used = uatomic_read(&ch->used), dead = uatomic_read(&ch->dead);
 			if (dead + reach[k] >= used) {
@@ -451,11 +467,11 @@ static void expire_chunk_items(shmc_cache *c, struct shmc__tctx *t, uint32_t k, 
 		uint64_t expire = shmc__item_expiry(ch, &h);
 		if (expire && now >= expire) {
 			struct shmc__keyref kr;
-			struct shmc__found f;
 			bool unlinked = false;
 			shmc__keyref_init(c, &kr, c->data + off + SHMC__ITEM_HDR, h.klen);
+			struct shmc__found f = {.entry = shmc__entry_make(kr.tag, off)};
 			shmc__bucket_lock(c, t, kr.bucket);
-			if (shmc__index_find(c, &kr, &f) == 0 && shmc__entry_off(f.entry) == off) {
+			if ((f.slot = shmc__index_slot_of_locked(c, &kr, f.entry))) {
 				shmc__index_remove_locked(c, &kr, &f);
 				unlinked = true;
 			}

@@ -62,6 +62,7 @@
 #define CHUNK_BYTES (64u << 10)
 #define NKEYS 8u            /* "k-0".."k-7": set, del, get by everyone */
 #define NCOUNTERS 4u        /* "c-0".."c-3": only incremented */
+#define CHURN_KEYS 560u     /* "u-<n>" of mode churn: about 2/3 of the data */
 #define VALUE_CAP 2048u
 #define LIVE_VALUE_MAX 1200u
 #define NLIVE 2u
@@ -483,6 +484,13 @@ static int victim_main(const char *mode, int fd)
 				klen = key_u(key, sizeof key, vs->fill_next);
 				__atomic_store_n(&vs->fill_next, vs->fill_next + 1, __ATOMIC_RELAXED);
 			}
+			memcpy(vs->last_key, key, klen + 1);
+			do_set(a, key, klen, 900 + (size_t)tu_rand_below(&a->rng, 601));
+		} else if (strcmp(mode, "churn") == 0) {
+			/* A working set of most of the data area overwritten
+			 * at random: chunks die partly, and free room comes
+			 * only from compacting the mostly dead ones. */
+			klen = key_u(key, sizeof key, tu_rand_below(&a->rng, CHURN_KEYS));
 			memcpy(vs->last_key, key, klen + 1);
 			do_set(a, key, klen, 900 + (size_t)tu_rand_below(&a->rng, 601));
 		} else {
@@ -1012,7 +1020,7 @@ FAULT_TEST(test_faults_chunk_sealed_chunk_reclaimed, "chunk.sealed", "set", 1, 4
 FAULT_TEST(test_faults_retire_claimed_retirement_finished, "retire.claimed", "set", 1, 4)
 FAULT_TEST(test_faults_evict_claimed_eviction_finished, "evict.claimed", "fill", 1, 3)
 FAULT_TEST(test_faults_evict_item_eviction_finished, "evict.item", "fill", 5, 40)
-FAULT_TEST(test_faults_compact_claimed_compaction_finished, "compact.claimed", "set", 1, 3)
+FAULT_TEST(test_faults_compact_claimed_compaction_finished, "compact.claimed", "churn", 1, 3)
 
 int main(int argc, char **argv)
 {
