@@ -1,9 +1,10 @@
 /*
  * bench.h - what shmcache-bench.c (the prefork load generator, the memory
- * phase) and trace.c (eviction quality on a replayed trace) share: the
- * random generators, the clock, the key format, the bench's own failure
- * code, the interrupt flag, segment creation, and the trace mode's entry
- * point.
+ * phase), trace.c (eviction quality on a replayed trace), herd.c
+ * (read-through under expiry) and peers.c (the other stores --peers
+ * measures) share: the random generators, the clock, the key and value
+ * format, the bench's own failure codes, the interrupt flag, segment
+ * creation, and each mode's entry points.
  */
 #ifndef SHMC_BENCH_H
 #define SHMC_BENCH_H
@@ -12,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "shmcache.h"
@@ -23,11 +26,17 @@
 /* Our own failure code, next to the library's: a hit returned bytes that
  * were never stored under that key. */
 #define BENCH_EBADVALUE (-2000)
+/* A peer's client library or server failed a request (--peers); the
+ * peer's own message went to stderr. */
+#define BENCH_EPEER (-2001)
 
 static inline const char *error_name(int rc)
 {
-	return rc == BENCH_EBADVALUE ? "BAD_VALUE (hit returned another key's value)"
-				     : shmc_errname(rc);
+	if (rc == BENCH_EBADVALUE)
+		return "BAD_VALUE (hit returned another key's value)";
+	if (rc == BENCH_EPEER)
+		return "PEER_ERROR (the peer's client or server failed; see stderr)";
+	return shmc_errname(rc);
 }
 
 /* Set by SIGINT, SIGTERM and SIGHUP; long loops poll it so that the bench
@@ -96,6 +105,15 @@ static inline void key_format(char *out, size_t key_size, uint64_t i)
 	}
 }
 
+/* Value of key i: a fixed pattern whose first stamp_bytes bytes are the
+ * index, so a GET can check it got its own key's value at the cost of one
+ * short compare, and a SET can build the value by stamping 8 bytes into a
+ * copy of the pattern. */
+static inline void value_stamp(unsigned char *value, size_t stamp_bytes, uint64_t i)
+{
+	memcpy(value, &i, stamp_bytes);
+}
+
 static inline unsigned decimal_digits(uint64_t v)
 {
 	unsigned d = 1;
@@ -148,5 +166,75 @@ int trace_run(const struct trace_config *tc);
  * against a naive get / load / set loop. Parses argv itself (its own
  * options; --herd --help lists them). Returns the exit status. */
 int herd_main(int argc, char **argv);
+
+/* ----------------------------------------------------------- peers mode */
+
+/* The stores shmcache-bench --peers runs the GET workload against, next to
+ * the floor and libshmcache (peers.c). Servers run on unix sockets in a
+ * private directory, started and stopped by the bench. */
+enum peer {
+	PEER_MEMCACHED,  /* memcached, libmemcached, ASCII protocol, one GET per round trip */
+	PEER_REDIS,      /* redis-server, hiredis, one GET per round trip */
+	PEER_REDIS_PIPE, /* the same, PEER_PIPE_DEPTH GETs pipelined per round trip */
+	PEER_LMDB,       /* LMDB in this process: a read-only transaction and mdb_get */
+	PEER_COUNT,
+};
+
+#define PEER_PIPE_DEPTH 32u
+#define PEER_BATCH_MAX PEER_PIPE_DEPTH
+#define PEER_MISS SIZE_MAX /* vlens[i] of a key the peer does not hold */
+
+/* What the peers are loaded with: key i at key_bytes + i * key_size, its
+ * value the template stamped with i (value_stamp). */
+struct peer_data {
+	uint64_t keys;
+	size_t key_size;
+	size_t value_size;
+	size_t stamp_bytes;
+	const char *key_bytes;
+	const unsigned char *value_template;
+	unsigned max_procs; /* most worker processes that will connect at once */
+};
+
+struct peers;	  /* the servers, their sockets, the private directory */
+struct peer_conn; /* one worker's connection to one peer */
+
+const char *peer_name(enum peer p);
+/* GETs per call of peer_get (per round trip). */
+unsigned peer_batch(enum peer p);
+/* True for a peer that runs inside the worker (no socket, no server). */
+bool peer_in_process(enum peer p);
+/* "unix-socket" or "in-process"; the protocol on the wire, or NULL. */
+const char *peer_transport(enum peer p);
+const char *peer_protocol(enum peer p);
+
+/* Whether every peer's client library was built in and every server is in
+ * PATH. Prints each one missing. Returns 0, or -1 if any is missing. */
+int peers_check(void);
+
+/* Makes a private directory, starts the servers on unix sockets in it,
+ * creates the LMDB database there and loads every peer with d's keys.
+ * Call before forking the workers. Returns 0 and *out, or -1 after
+ * printing why, having stopped whatever it started. */
+int peers_start(const struct peer_data *d, struct peers **out);
+
+/* One line per peer: server and client versions, how it is reached. */
+void peers_describe(const struct peers *ps, FILE *out);
+
+/* Stops the servers (SIGTERM, SIGKILL after a grace period), removes the
+ * directory. NULL is fine. In the process that called peers_start only. */
+void peers_stop(struct peers *ps);
+
+/* In a worker, after fork. Returns 0 and *out, or -1 after printing why. */
+int peer_connect(const struct peers *ps, enum peer p, struct peer_conn **out);
+
+/* n (at most peer_batch) GETs of keys[i] (klen bytes each) in one round
+ * trip: value i is copied to vals + i * cap (at most cap bytes) and its
+ * full length stored in vlens[i], or PEER_MISS. Returns 0, or BENCH_EPEER
+ * when the request failed (the first failure of a connection is printed). */
+int peer_get(struct peer_conn *c, unsigned n, const char *const *keys, size_t klen,
+	     unsigned char *vals, size_t cap, size_t *vlens);
+
+void peer_disconnect(struct peer_conn *c);
 
 #endif /* SHMC_BENCH_H */

@@ -23,6 +23,11 @@
  *
  * --trace measures eviction quality instead: see trace.c.
  *
+ * --peers runs the GET workloads against other stores as well (memcached,
+ * Redis plain and pipelined, LMDB), each in the same run as the floor and
+ * ours, through the same workers and key sequences: see peers.c for how
+ * each is run and reached.
+ *
  * --sampling-overhead measures what the library's own observability costs:
  * the get-zipf workload with every worker's handle sampling one operation
  * in 64 (the library's default: a timed operation feeds the latency
@@ -93,6 +98,7 @@
 #define SAMPLING_DEFAULT_RUNS 5u      /* --sampling-overhead without --runs */
 #define SAMPLING_TARGET_RATIO 0.97    /* throughput with sampling / without */
 #define SAMPLING_LIBRARY_DEFAULT (-1) /* worker opens with default options */
+#define PEER_WARM_OPS 1024u           /* untimed GETs a socket peer's worker starts with */
 
 /* ------------------------------------------------------------ workloads */
 
@@ -109,7 +115,24 @@ static const struct workload_info {
 	[WL_SET] = { "set", true, 100 },
 };
 
-enum backend { BACKEND_SHMC, BACKEND_FLOOR };
+/* Where a worker's operations go: ours, the floor, or (--peers) peer p as
+ * BACKEND_PEER + p. */
+enum backend {
+	BACKEND_SHMC,
+	BACKEND_FLOOR,
+	BACKEND_PEER,
+	BACKEND_PEER_LAST = BACKEND_PEER + PEER_COUNT - 1,
+};
+
+static inline bool backend_is_peer(enum backend backend)
+{
+	return backend >= BACKEND_PEER;
+}
+
+static inline enum peer backend_peer(enum backend backend)
+{
+	return (enum peer)(backend - BACKEND_PEER);
+}
 
 /* --------------------------------------------------------------- config */
 
@@ -121,6 +144,7 @@ struct config {
 	size_t nprocs;
 	double seconds;
 	bool workloads[WL_COUNT];
+	bool workloads_given;
 	double zipf_theta;
 	size_t segment_bytes; /* 0 until derived from keys and sizes */
 	bool floor;
@@ -130,6 +154,7 @@ struct config {
 	unsigned runs;
 	bool runs_given;
 	bool sampling_overhead;     /* only the sampling on/off comparison */
+	bool peers;                 /* only the GET workloads against the peers */
 	char name[NAME_MAX_LEN + 1];
 	bool trace;                 /* only the eviction-quality traces (trace.c) */
 	uint64_t trace_requests;
@@ -219,14 +244,6 @@ struct dataset {
 	uint32_t *rank_to_key;      /* zipf rank -> key index (a permutation) */
 	struct zipf zipf;
 };
-
-/* Value of key i: a fixed pattern whose first bytes are the index, so a GET
- * can check it got its own key's value at the cost of one short compare, and
- * a SET can build the value by stamping 8 bytes into a copy of the pattern. */
-static void value_stamp(unsigned char *value, size_t stamp_bytes, uint64_t i)
-{
-	memcpy(value, &i, stamp_bytes);
-}
 
 static inline bool value_matches(const struct dataset *ds, const unsigned char *value,
 				 size_t vlen, uint64_t i)
@@ -491,8 +508,12 @@ struct worker {
 	const struct dataset *ds;
 	const struct floor_table *floor_tab;
 	shmc_cache *cache;
+	struct peer_conn *peer;
+	unsigned peer_batch;	     /* GETs per peer_get call */
+	unsigned peer_sample_calls;  /* peer_get calls per latency sample */
 	uint32_t *seq;
-	unsigned char *get_buf; /* private copy-out buffer, hot in L1 */
+	unsigned char *get_buf; /* private copy-out buffer, hot in L1 (a batch of
+				 * values for a pipelined peer) */
 	unsigned char *set_buf; /* value pattern, stamped per SET */
 	uint32_t *samples;
 	size_t sample_cap;
@@ -616,11 +637,84 @@ static void timed_loop_floor(struct worker *w, uint64_t deadline_ns)
 	timed_loop(w, BACKEND_FLOOR, deadline_ns);
 }
 
+/* One call to a peer: the n GETs of codes in one round trip, each checked
+ * like ours (a miss, another key's value, or the request's failure counted
+ * once per GET). */
+static void peer_call(struct worker *w, const uint32_t *codes, unsigned n)
+{
+	const struct dataset *ds = w->ds;
+	const char *keys[PEER_BATCH_MAX];
+	size_t vlens[PEER_BATCH_MAX];
+	if (n == 0 || n > PEER_BATCH_MAX)
+		__builtin_unreachable(); /* peer_batch() is 1 or PEER_PIPE_DEPTH */
+	for (unsigned k = 0; k < n; k++)
+		keys[k] = dataset_key(ds, codes[k] & OP_INDEX_MASK);
+	int rc = peer_get(w->peer, n, keys, ds->key_size, w->get_buf, ds->value_size, vlens);
+	for (unsigned k = 0; k < n; k++) {
+		if (rc != 0)
+			tally(w, rc);
+		else if (vlens[k] == PEER_MISS)
+			tally(w, SHMC_ENOTFOUND);
+		else if (!value_matches(ds, w->get_buf + (size_t)k * ds->value_size, vlens[k],
+					codes[k] & OP_INDEX_MASK))
+			tally(w, BENCH_EBADVALUE);
+	}
+}
+
+/* The peers' loop: one call per round trip (of peer_batch GETs), one call
+ * in peer_sample_calls timed, a deadline check every CLOCK_CHECK_OPS GETs
+ * (a multiple of every batch, as SEQ_LEN is). A pipelined call's sample is
+ * its whole round trip: the latency each of its GETs sees. */
+static void timed_loop_peer(struct worker *w, uint64_t deadline_ns)
+{
+	const uint32_t *seq = w->seq;
+	const unsigned batch = w->peer_batch;
+	size_t pos = 0;
+	uint64_t ops = 0;
+	unsigned until_sample = 0;
+
+	for (;;) {
+		for (unsigned done = 0; done < CLOCK_CHECK_OPS; done += batch) {
+			if (until_sample == 0) {
+				uint64_t t0 = now_ns();
+				peer_call(w, seq + pos, batch);
+				sample_record(w, now_ns() - t0);
+				until_sample = w->peer_sample_calls;
+			} else {
+				peer_call(w, seq + pos, batch);
+			}
+			until_sample--;
+			pos = (pos + batch) & SEQ_MASK;
+		}
+		ops += CLOCK_CHECK_OPS;
+		if (now_ns() >= deadline_ns)
+			break;
+	}
+	w->ops = ops;
+}
+
 /* One untimed GET per key before the start: a freshly forked process takes
  * a minor page fault on its first touch of every page of a shared mapping,
- * and the timed loop should measure the cache, not the page tables. */
+ * and the timed loop should measure the cache, not the page tables. A peer
+ * behind a socket has nothing of the kind to warm in the worker: a few
+ * round trips set up its connection and buffers. */
 static void worker_warm(struct worker *w, enum backend backend)
 {
+	if (backend_is_peer(backend)) {
+		uint64_t n = peer_in_process(backend_peer(backend)) ? w->ds->keys
+								    : PEER_WARM_OPS;
+		uint32_t codes[PEER_BATCH_MAX];
+		for (uint64_t i = 0; i < n; i += w->peer_batch) {
+			for (unsigned k = 0; k < w->peer_batch; k++)
+				codes[k] = (uint32_t)((i + k) % w->ds->keys);
+			peer_call(w, codes, w->peer_batch);
+		}
+		/* Warm-up failures would not be the run's: start it clean,
+		 * but a broken peer still fails every timed call. */
+		w->misses = w->errors = 0;
+		w->first_error = 0;
+		return;
+	}
 	for (uint64_t i = 0; i < w->ds->keys; i++)
 		(void)op_execute(w, backend, (uint32_t)i);
 }
@@ -628,6 +722,7 @@ static void worker_warm(struct worker *w, enum backend backend)
 struct worker_args {
 	const struct dataset *ds;
 	const struct floor_table *floor_tab;
+	const struct peers *peers;
 	const char *segment_name;
 	struct control *ctl;
 	unsigned id;
@@ -665,7 +760,7 @@ static int worker_main(const struct worker_args *a)
 	w.samples = control_samples(a->ctl, a->id);
 	w.sample_cap = a->ctl->sample_cap;
 	w.seq = malloc(SEQ_LEN * sizeof(uint32_t));
-	w.get_buf = malloc(a->ds->value_size ? a->ds->value_size : 1);
+	w.get_buf = malloc(a->ds->value_size ? a->ds->value_size * PEER_BATCH_MAX : 1);
 	w.set_buf = malloc(a->ds->value_size ? a->ds->value_size : 1);
 	if (!w.seq || !w.get_buf || !w.set_buf) {
 		fprintf(stderr, "shmcache-bench: worker %u: out of memory\n", a->id);
@@ -683,6 +778,18 @@ static int worker_main(const struct worker_args *a)
 			return 4;
 		}
 	}
+	if (backend_is_peer(a->backend)) {
+		enum peer p = backend_peer(a->backend);
+		/* A server that goes away must show as failed requests, not as a
+		 * worker killed by a write to its socket. */
+		signal(SIGPIPE, SIG_IGN);
+		if (peer_connect(a->peers, p, &w.peer) != 0)
+			return 4;
+		w.peer_batch = peer_batch(p);
+		/* A round trip costs microseconds: timing each one adds well under
+		 * 1%. In-process, one GET in SAMPLE_EVERY, as for ours. */
+		w.peer_sample_calls = peer_in_process(p) ? SAMPLE_EVERY / w.peer_batch : 1;
+	}
 	worker_warm(&w, a->backend);
 
 	atomic_fetch_add_explicit(&a->ctl->ready, 1, memory_order_release);
@@ -697,8 +804,10 @@ static int worker_main(const struct worker_args *a)
 		uint64_t deadline = start + (uint64_t)(a->seconds * 1e9);
 		if (a->backend == BACKEND_SHMC)
 			timed_loop_shmc(&w, deadline);
-		else
+		else if (a->backend == BACKEND_FLOOR)
 			timed_loop_floor(&w, deadline);
+		else
+			timed_loop_peer(&w, deadline);
 		struct worker_result *r = &a->ctl->results[a->id];
 		r->elapsed_ns = now_ns() - start;
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
@@ -711,6 +820,7 @@ static int worker_main(const struct worker_args *a)
 		r->samples_taken = w.samples_taken;
 	}
 	shmc_close(w.cache);
+	peer_disconnect(w.peer);
 	free(w.seq);
 	free(w.get_buf);
 	free(w.set_buf);
@@ -880,6 +990,7 @@ struct bench {
 	struct config cfg;
 	struct dataset ds;
 	struct floor_table floor_tab;
+	struct peers *peers; /* --peers: servers running, directory made */
 	bool segment_created;
 	char overhead_name[NAME_MAX_LEN + 8];
 	bool overhead_created;
@@ -907,6 +1018,7 @@ static int measure_once(struct bench *b, enum workload wl, enum backend backend,
 		struct worker_args args = {
 			.ds = &b->ds,
 			.floor_tab = &b->floor_tab,
+			.peers = b->peers,
 			.segment_name = b->cfg.name,
 			.ctl = ctl,
 			.id = i,
@@ -1153,6 +1265,174 @@ static int run_sampling_overhead(struct bench *b)
 			printf("             misses=%" PRIu64 " errors=%" PRIu64 "\n", agg.misses,
 			       agg.errors);
 		fflush(stdout);
+	}
+	return 0;
+}
+
+/* ----------------------------------------------------------------- peers */
+
+/* --peers: the rows of each table, in the order they run in each round:
+ * the floor, ours, then every peer. */
+#define PEER_ROWS (2u + PEER_COUNT)
+#define PEER_ROW_FLOOR 0u
+#define PEER_ROW_SHMC 1u
+
+static enum backend peer_row_backend(unsigned row)
+{
+	if (row == PEER_ROW_FLOOR)
+		return BACKEND_FLOOR;
+	if (row == PEER_ROW_SHMC)
+		return BACKEND_SHMC;
+	return (enum backend)(BACKEND_PEER + (row - 2u));
+}
+
+static const char *backend_name(enum backend backend)
+{
+	if (backend == BACKEND_FLOOR)
+		return "floor";
+	if (backend == BACKEND_SHMC)
+		return "libshmcache";
+	return peer_name(backend_peer(backend));
+}
+
+static void format_ns(char *out, size_t cap, double ns)
+{
+	if (ns < 10000.0)
+		snprintf(out, cap, "%.0fns", ns);
+	else if (ns < 1e6)
+		snprintf(out, cap, "%.1fus", ns / 1e3);
+	else
+		snprintf(out, cap, "%.2fms", ns / 1e6);
+}
+
+static void print_peers_table_head(const struct bench *b, enum workload wl)
+{
+	const struct config *cfg = &b->cfg;
+	if (cfg->json)
+		return;
+	printf("\npeers, %s: ops/s summed over the worker processes; a server is one more "
+	       "process on the same CPUs; %s's p50/p99 are of a whole %u-GET round trip\n",
+	       workload_table[wl].name, peer_name(PEER_REDIS_PIPE), PEER_PIPE_DEPTH);
+	printf("%-13s %5s %9s %9s %9s  %s\n", "peer", "procs", "ops/s", "p50", "p99",
+	       "vs libshmcache");
+}
+
+static void print_peer_row(const struct bench *b, enum workload wl, unsigned procs,
+			   enum backend backend, const struct measurement *m, double shmc_ops)
+{
+	const struct config *cfg = &b->cfg;
+	double ratio = shmc_ops > 0 ? m->ops_per_sec / shmc_ops : 0.0;
+	bool peer = backend_is_peer(backend);
+	if (cfg->json) {
+		const char *protocol = peer ? peer_protocol(backend_peer(backend)) : NULL;
+		printf("{\"peers\":true,\"workload\":\"%s\",\"peer\":\"%s\",\"procs\":%u,"
+		       "\"ops_per_sec\":%.0f,\"p50_ns\":%.0f,\"p99_ns\":%.0f,",
+		       workload_table[wl].name, backend_name(backend), procs, m->ops_per_sec,
+		       m->p50_ns, m->p99_ns);
+		if (shmc_ops > 0)
+			printf("\"ratio_to_shmc\":%.6f,", ratio);
+		else
+			printf("\"ratio_to_shmc\":null,");
+		printf("\"batch\":%u,\"transport\":\"%s\",",
+		       peer ? peer_batch(backend_peer(backend)) : 1u,
+		       peer ? peer_transport(backend_peer(backend)) : "shared-memory");
+		if (protocol)
+			printf("\"protocol\":\"%s\",", protocol);
+		else
+			printf("\"protocol\":null,");
+		printf("\"misses\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"keys\":%" PRIu64
+		       ",\"key_size\":%zu,\"value_size\":%zu,\"runs\":%u,\"seconds\":%g}\n",
+		       m->misses, m->errors, cfg->keys, cfg->key_size, cfg->value_size, cfg->runs,
+		       cfg->seconds);
+		return;
+	}
+	char rate[32], p50[32], p99[32], vs[48];
+	format_rate(rate, sizeof rate, m->ops_per_sec);
+	format_ns(p50, sizeof p50, m->p50_ns);
+	format_ns(p99, sizeof p99, m->p99_ns);
+	if (shmc_ops <= 0 || m->ops_per_sec <= 0)
+		snprintf(vs, sizeof vs, "-");
+	else if (ratio >= 0.1)
+		snprintf(vs, sizeof vs, "%.2f", ratio);
+	else
+		snprintf(vs, sizeof vs, "%.4f (1/%.0f)", ratio, 1.0 / ratio);
+	printf("%-13s %5u %9s %9s %9s  %s", backend_name(backend), procs, rate, p50, p99, vs);
+	if (m->misses || m->errors)
+		printf("  misses=%" PRIu64 " errors=%" PRIu64, m->misses, m->errors);
+	if (m->errors)
+		printf(" (first: %s)", error_name(m->first_error));
+	printf("\n");
+	fflush(stdout);
+}
+
+/* The GET workloads against the floor, ours and every peer. Within each
+ * round every row runs once, one after another, so that drift hits all
+ * alike; each row replays the same key sequences (the seed depends on the
+ * workload, run and worker only). */
+static int run_peers(struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	for (int wl = 0; wl < WL_COUNT; wl++) {
+		if (!cfg->workloads[wl])
+			continue;
+		print_peers_table_head(b, (enum workload)wl);
+		for (size_t p = 0; p < cfg->nprocs; p++) {
+			struct run_set sets[PEER_ROWS];
+			memset(sets, 0, sizeof sets);
+			for (unsigned r = 0; r < cfg->runs; r++) {
+				for (unsigned row = 0; row < PEER_ROWS; row++) {
+					if (row == PEER_ROW_FLOOR && !cfg->floor)
+						continue;
+					struct measurement m;
+					enum backend backend = peer_row_backend(row);
+					if (measure_once(b, (enum workload)wl, backend,
+							 cfg->procs[p], r, SAMPLING_LIBRARY_DEFAULT,
+							 &m) != 0)
+						return -1;
+					run_set_add(&sets[row], r, &m);
+				}
+			}
+			for (unsigned row = 0; row < PEER_ROWS; row++) {
+				if (row == PEER_ROW_FLOOR && !cfg->floor)
+					continue;
+				run_set_finish(&sets[row], cfg->runs);
+				if (sets[row].agg.misses || sets[row].agg.errors)
+					b->saw_failures = true;
+			}
+			double shmc_ops = sets[PEER_ROW_SHMC].agg.ops_per_sec;
+			for (unsigned row = 0; row < PEER_ROWS; row++) {
+				if (row == PEER_ROW_FLOOR && !cfg->floor)
+					continue;
+				print_peer_row(b, (enum workload)wl, cfg->procs[p],
+					       peer_row_backend(row), &sets[row].agg, shmc_ops);
+			}
+		}
+	}
+	return 0;
+}
+
+/* Loads the peers with the dataset (servers started, database written). */
+static int peers_prepare(struct bench *b)
+{
+	const struct config *cfg = &b->cfg;
+	unsigned most_procs = 0;
+	for (size_t i = 0; i < cfg->nprocs; i++)
+		most_procs = cfg->procs[i] > most_procs ? cfg->procs[i] : most_procs;
+	struct peer_data d = {
+		.keys = b->ds.keys,
+		.key_size = b->ds.key_size,
+		.value_size = b->ds.value_size,
+		.stamp_bytes = b->ds.stamp_bytes,
+		.key_bytes = b->ds.key_bytes,
+		.value_template = b->ds.value_template,
+		.max_procs = most_procs,
+	};
+	uint64_t t0 = now_ns();
+	if (peers_start(&d, &b->peers) != 0)
+		return -1;
+	if (!cfg->json) {
+		printf("peers started and loaded in %.2f s:\n", (double)(now_ns() - t0) / 1e9);
+		peers_describe(b->peers, stdout);
 	}
 	return 0;
 }
@@ -1590,6 +1870,26 @@ static int bench_run(struct bench *b)
 		return trace_run(&tc) == 0 ? 0 : 1;
 	}
 	b->timer_ns = timer_overhead_ns();
+	if (cfg->peers) {
+		/* Before anything is built: a missing peer fails the run at once. */
+		if (peers_check() != 0) {
+			fprintf(stderr,
+				"shmcache-bench: --peers needs every peer; none is left out\n");
+			return 1;
+		}
+		print_header(b);
+		if (dataset_build(&b->ds, cfg) != 0 || segment_preload(b) != 0)
+			return 1;
+		if (cfg->floor && floor_create(&b->floor_tab, &b->ds) != 0)
+			return 1;
+		if (peers_prepare(b) != 0 || run_peers(b) != 0)
+			return 1;
+		if (b->saw_failures) {
+			fprintf(stderr, "shmcache-bench: FAILED: some runs had misses or errors\n");
+			return 1;
+		}
+		return 0;
+	}
 	if (cfg->sampling_overhead) {
 		print_header(b);
 		if (dataset_build(&b->ds, cfg) != 0 || segment_preload(b) != 0)
@@ -1644,6 +1944,8 @@ static void bench_cleanup(struct bench *b)
 	}
 	if (b->overhead_created)
 		shmc_unlink(b->overhead_name);
+	peers_stop(b->peers);
+	b->peers = NULL;
 	floor_destroy(&b->floor_tab);
 	dataset_free(&b->ds);
 }
@@ -1697,15 +1999,35 @@ static void usage(FILE *out)
 		"                     --procs; prints both medians and their ratio\n"
 		"                     on/off (target >= %.2f), by the clock and per\n"
 		"                     CPU-second of the workers (robust to a busy host)\n"
+		"  --peers            only the GET workloads (get-zipf unless --workload says\n"
+		"                     get-uniform or both) against other stores, each next\n"
+		"                     to the floor and libshmcache (shmc_get into a buffer)\n"
+		"                     in the same run, for each --procs:\n"
+		"                       memcached     libmemcached, ASCII protocol\n"
+		"                       redis         hiredis, one GET per round trip\n"
+		"                       redis-pipe32  hiredis, %u GETs pipelined per round trip\n"
+		"                       lmdb          liblmdb in the worker: read-only\n"
+		"                                     transaction + mdb_get per GET\n"
+		"                     memcached and redis-server are started by the bench on\n"
+		"                     unix sockets (never TCP) in a private temporary\n"
+		"                     directory ($TMPDIR or /tmp), which also holds the LMDB\n"
+		"                     database, and are stopped at the end; a missing\n"
+		"                     library or server is named and the bench exits 1.\n"
+		"                     Prints peer, procs, ops/s, p50, p99 and ops/s relative\n"
+		"                     to libshmcache at the same procs. Latency: every round\n"
+		"                     trip timed for a socket peer (a pipelined sample is the\n"
+		"                     whole batch's round trip), 1 op in %u for the others\n"
 		"  --json             one JSON object per run, then a summary object (with\n"
-		"                     --trace: one per trace, no summary);\n"
+		"                     --trace: one per trace, no summary; with --peers: one\n"
+		"                     per peer and procs, no summary);\n"
 		"                     nothing else on stdout\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Throughput is summed over workers; p50/p99 come from 1 op in %u timed\n"
 		"(the sample includes one clock_gettime). Scaling is last/first --procs.\n"
 		"Exit status: 0 ok, 1 failure or any miss/error, 2 usage.\n",
-		SAMPLING_PERIOD, SAMPLING_DEFAULT_RUNS, SAMPLING_TARGET_RATIO, SAMPLE_EVERY);
+		SAMPLING_PERIOD, SAMPLING_DEFAULT_RUNS, SAMPLING_TARGET_RATIO, PEER_PIPE_DEPTH,
+		SAMPLE_EVERY, SAMPLE_EVERY);
 }
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -1835,6 +2157,25 @@ static int config_finish(struct config *cfg)
 		snprintf(cfg->name, sizeof cfg->name, "bench.%ld", (long)getpid());
 	if (cfg->sampling_overhead && !cfg->runs_given)
 		cfg->runs = SAMPLING_DEFAULT_RUNS;
+	if (cfg->peers) {
+		if (cfg->trace || cfg->sampling_overhead || cfg->overhead_only) {
+			fprintf(stderr, "shmcache-bench: --peers runs alone: not with --trace, "
+					"--sampling-overhead or --overhead\n");
+			return -1;
+		}
+		if (!cfg->workloads_given) {
+			memset(cfg->workloads, 0, sizeof cfg->workloads);
+			cfg->workloads[WL_GET_ZIPF] = true;
+		}
+		for (int wl = 0; wl < WL_COUNT; wl++) {
+			if (cfg->workloads[wl] && workload_table[wl].set_percent > 0) {
+				fprintf(stderr, "shmcache-bench: --peers runs GET workloads only "
+						"(get-zipf, get-uniform), not '%s'\n",
+					workload_table[wl].name);
+				return -1;
+			}
+		}
+	}
 	if (cfg->trace_cache_items == 0) {
 		double items = (double)cfg->trace_keys * cfg->trace_cache_percent / 100.0;
 		cfg->trace_cache_items = items < 1.0 ? 1 : (uint64_t)llround(items);
@@ -1867,7 +2208,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		OPT_WORKLOAD, OPT_ZIPF, OPT_SIZE, OPT_FLOOR, OPT_NO_FLOOR, OPT_JSON,
 		OPT_RUNS, OPT_NAME, OPT_OVERHEAD, OPT_NO_OVERHEAD, OPT_TRACE,
 		OPT_TRACE_REQUESTS, OPT_TRACE_KEYS, OPT_TRACE_CACHE_ITEMS, OPT_SEED,
-		OPT_SAMPLING_OVERHEAD,
+		OPT_SAMPLING_OVERHEAD, OPT_PEERS,
 	};
 	static const struct option longopts[] = {
 		{ "keys", required_argument, NULL, OPT_KEYS },
@@ -1891,6 +2232,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		{ "trace-cache-items", required_argument, NULL, OPT_TRACE_CACHE_ITEMS },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "sampling-overhead", no_argument, NULL, OPT_SAMPLING_OVERHEAD },
+		{ "peers", no_argument, NULL, OPT_PEERS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1944,6 +2286,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		case OPT_WORKLOAD:
 			if (parse_workloads(optarg, cfg) != 0)
 				bad = "--workload";
+			cfg->workloads_given = true;
 			break;
 		case OPT_ZIPF:
 			if (parse_double(optarg, 0.0, 0.9999, &cfg->zipf_theta) != 0)
@@ -1973,6 +2316,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		case OPT_NO_OVERHEAD: cfg->overhead = false; break;
 		case OPT_TRACE: cfg->trace = true; break;
 		case OPT_SAMPLING_OVERHEAD: cfg->sampling_overhead = true; break;
+		case OPT_PEERS: cfg->peers = true; break;
 		case OPT_TRACE_REQUESTS:
 			if (parse_u64(optarg, 3, UINT32_MAX, &cfg->trace_requests) != 0)
 				bad = "--trace-requests";
