@@ -260,10 +260,21 @@ static int chunk_open(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class 
 			}
 			if (shmc__reclaim_direct(c, t))
 				continue;
-			if (!reserve)
+			if (reserve) {
+				reserve = 0;
+				continue;
+			}
+			/* Nothing can be freed at this instant: every chunk is
+			 * open or being emptied. Others' chunks are sealed when
+			 * they fill, a dying process's once it is reaped (here,
+			 * if the sweeper has not yet), an orphaned retirement
+			 * once its claimant is seen dead: wait for that as for
+			 * a grace period. An emptier does not wait: it evicts
+			 * the item it could not move. */
+			if (t->making_room)
 				break;
-			reserve = 0;
-			continue;
+			if (spin % 16 == 15)
+				shmc__reap_dead_procs(c);
 		}
 		/* A thread in a read section would wait for itself. */
 		if (t->read_depth)

@@ -97,6 +97,15 @@ bool shmc__proc_reap_if_dead(shmc_cache *c, uint32_t idx)
 	return was_used;
 }
 
+uint32_t shmc__reap_dead_procs(shmc_cache *c)
+{
+	uint32_t reaped = 0;
+	for (uint32_t p = 0; p < c->geo.max_procs; p++)
+		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE)
+			reaped += shmc__proc_reap_if_dead(c, p);
+	return reaped;
+}
+
 int shmc__proc_attach(shmc_cache *c)
 {
 	for (uint32_t i = 0; i < c->geo.max_procs; i++) {
@@ -148,9 +157,7 @@ int shmc__thread_slot_claim(shmc_cache *c, uint32_t *idx)
 			}
 		}
 		/* Every slot taken: free the ones of dead processes, once. */
-		for (uint32_t p = 0; p < c->geo.max_procs; p++)
-			if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE)
-				shmc__proc_reap_if_dead(c, p);
+		shmc__reap_dead_procs(c);
 	}
 	return shmc__fail(c, SHMC_ETOOMANY, "all %u thread slots are in use", n);
 }

@@ -73,6 +73,9 @@ bool shmc__proc_alive(struct shmc_cache *c, uint32_t idx);
  * other reapers and with a new owner (the OFD lock decides). */
 bool shmc__proc_reap_if_dead(struct shmc_cache *c, uint32_t idx);
 
+/* Reap every dead process; returns how many were reaped. */
+uint32_t shmc__reap_dead_procs(struct shmc_cache *c);
+
 /* Claim / release a thread slot for the calling thread. */
 int shmc__thread_slot_claim(struct shmc_cache *c, uint32_t *idx);
 void shmc__thread_slot_release(struct shmc_cache *c, uint32_t idx);

@@ -426,10 +426,7 @@ static uint64_t audit_sealed(shmc_cache *c, struct shmc__tctx *t)
 int shmc__reap_pass(shmc_cache *c, struct shmc__tctx *t, struct shmc__reap_result *out)
 {
 	memset(out, 0, sizeof(*out));
-	for (uint32_t p = 0; p < c->geo.max_procs; p++)
-		if (uatomic_read(&c->procs[p].state) != SHMC__PROC_FREE &&
-		    shmc__proc_reap_if_dead(c, p))
-			out->procs_reaped++;
+	out->procs_reaped = shmc__reap_dead_procs(c);
 	out->locks_released = release_dead_locks(c);
 	out->retirements_finished = finish_retirements(c, t);
 	out->leaked_bytes_recovered = audit_sealed(c, t);
