@@ -154,10 +154,13 @@ int shmc_opts_set_mode(shmc_opts *o, unsigned mode);
  * write_behind_queue (4096), user, password.
  * With an uplink, shmc_open() starts this process's uplink thread;
  * shmc_fetch() with a NULL loader reads through it, SHMC_WRITE_THROUGH and
- * SHMC_WRITE_BEHIND write through it. The remote tier is contacted lazily:
- * an unreachable one makes those calls fail with SHMC_EUPLINK, never
- * shmc_open(). Returns 0, SHMC_EINVAL (with shmc_errmsg(NULL) naming the
- * bad part of the URI) or SHMC_ENOMEM. */
+ * SHMC_WRITE_BEHIND write through it. shmc_open() does not wait for the
+ * remote tier: the uplink thread connects in the background and
+ * health-checks it (PING every health_interval_ms while idle); an
+ * unreachable one makes those calls fail with SHMC_EUPLINK, never
+ * shmc_open(). Each node's circuit breaker is visible host-wide through
+ * shmc_uplink_nodes(). Returns 0, SHMC_EINVAL (with shmc_errmsg(NULL)
+ * naming the bad part of the URI) or SHMC_ENOMEM. */
 int shmc_opts_set_uplink(shmc_opts *o, const char *uri);
 
 /* TTL of items written with ttl_ms 0 (default 0 = never expire).
@@ -512,6 +515,49 @@ struct shmc_hotkey {
 /* The hottest keys, hottest first: fills out[0..*n) with *n <= cap.
  * Returns 0 or SHMC_EINVAL. Thread-safe. */
 int shmc_hotkeys(shmc_cache *c, struct shmc_hotkey *out, size_t cap, size_t *n);
+
+/* ---------------------------------------------------------- uplink nodes */
+
+/* States of the circuit breaker a process's uplink keeps for each remote
+ * node (see shmc_opts_set_uplink: breaker_failures, breaker_open_ms). */
+enum shmc_breaker_state {
+	SHMC_BREAKER_CLOSED = 0,    /* requests go to the node */
+	SHMC_BREAKER_OPEN = 1,      /* requests fail at once with SHMC_EUPLINK */
+	SHMC_BREAKER_HALF_OPEN = 2, /* breaker_open_ms are over: the next request
+				     * or health check is the probe, which
+				     * closes it (success) or opens it again */
+};
+
+#define SHMC_UPLINK_ADDR_MAX 128
+
+/* One remote node as one process's uplink thread sees it. */
+struct shmc_uplink_node {
+	char addr[SHMC_UPLINK_ADDR_MAX]; /* "host:port", "[v6 address]:port" or the
+					  * unix socket path, NUL-terminated; one
+					  * longer than 87 bytes is cut and ends
+					  * in "..." */
+	uint64_t pid;           /* the process (in its own pid namespace;
+				 * display only) */
+	uint32_t state;         /* enum shmc_breaker_state */
+	uint32_t failures;      /* consecutive failures of the node (connect,
+				 * timeout, garbage); 0 after a success */
+	uint64_t breaker_opens; /* times this process's breaker of the node
+				 * opened */
+	uint64_t reserved[4];
+};
+
+/* The breakers of the host: one entry per remote node per attached
+ * process that uses an uplink (each such process keeps its own
+ * connections and breakers). Fills out[0..min(cap, *n)) and sets *n to the
+ * number of entries (call with cap 0 to size the array), in no particular
+ * order. Works on any handle, one without an uplink included.
+ * An uplink thread publishes its nodes' states in the segment when they
+ * change, within about 50 ms; a node is listed from the uplink's start (a
+ * cluster's nodes as they are discovered) until its process closes the
+ * handle or dies. The segment has room for 4 entries per process slot
+ * (shmc_opts_set_max_procs), at least 64; nodes beyond that are not
+ * listed. Returns 0 or SHMC_EINVAL. Thread-safe. */
+int shmc_uplink_nodes(shmc_cache *c, struct shmc_uplink_node *out, size_t cap, size_t *n);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,7 @@ struct shmc__geometry {
 	uint32_t nleases;
 	uint32_t negative_ttl_ms;
 	uint32_t stale_ms;
+	uint32_t nunodes;
 };
 
 /* A thread's open chunk of one log. */
@@ -79,6 +80,7 @@ struct shmc_cache {
 	unsigned char *data;
 	struct shmc__obs *obs;
 	struct shmc__lease *leases;
+	struct shmc__unode *unodes; /* the uplink node table (unodes.h) */
 	uint32_t sample_period;  /* 0 = no sampling (this process's choice) */
 	uint32_t fill_timeout_ms;
 	double xfetch_beta;      /* 0 = no early refresh */

@@ -606,6 +606,16 @@ const struct shmc__endpoint *shmc__rnode_endpoint(const struct shmc__rnode *n)
 	return &n->ep;
 }
 
+const char *shmc__rnode_name(const struct shmc__rnode *n)
+{
+	return n->name;
+}
+
+uint32_t shmc__rnode_failures(const struct shmc__rnode *n)
+{
+	return n->failures;
+}
+
 void shmc__rnode_stats(const struct shmc__rnode *n, struct shmc__rnode_stats *out)
 {
 	*out = n->stats;

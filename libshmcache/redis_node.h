@@ -88,6 +88,10 @@ enum shmc__breaker_state shmc__rnode_breaker(const struct shmc__rnode *n);
  * nothing is due. */
 void shmc__rnode_health(struct shmc__rnode *n);
 const struct shmc__endpoint *shmc__rnode_endpoint(const struct shmc__rnode *n);
+/* "host:port", "[v6]:port" or the socket path, as messages name it. */
+const char *shmc__rnode_name(const struct shmc__rnode *n);
+/* Consecutive failures of the node (0 after a success). */
+uint32_t shmc__rnode_failures(const struct shmc__rnode *n);
 
 /* Counters of this node since it was created. */
 struct shmc__rnode_stats {

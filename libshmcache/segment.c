@@ -18,6 +18,7 @@
 #include "lease.h"
 #include "obs.h"
 #include "opts.h"
+#include "unodes.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -84,6 +85,10 @@ uint64_t shmc__layout_signature(void)
 		sizeof(struct shmc__lease),
 		F(struct shmc__lease, key_hash),
 		F(struct shmc__header, stale_ms),
+		F(struct shmc__header, off_unodes),
+		sizeof(struct shmc__unode),
+		F(struct shmc__unode, addr),
+		SHMC__UNODES_PER_PROC,
 	};
 #undef F
 	return XXH64(facts, sizeof(facts), 0x5348434dull);
@@ -105,7 +110,8 @@ static uint64_t align64(uint64_t v)
 /* Region offsets as a function of the parameters: used to lay out a new
  * segment and to check an existing one. */
 struct layout {
-	uint64_t off_procs, off_threads, off_obs, off_leases, off_buckets, off_chunks, off_data, end;
+	uint64_t off_procs, off_threads, off_obs, off_leases, off_unodes, off_buckets, off_chunks,
+		off_data, end;
 };
 
 /* Fill leases: a thread fills one key at a time, and rarely do more than
@@ -123,8 +129,10 @@ static void layout_compute(uint32_t max_procs, uint32_t max_threads, uint32_t nb
 	l->off_threads = align64(l->off_procs + (uint64_t)max_procs * sizeof(struct shmc__proc_slot));
 	l->off_obs = align64(l->off_threads + (uint64_t)max_threads * sizeof(struct shmc__thread_slot));
 	l->off_leases = align64(l->off_obs + sizeof(struct shmc__obs));
-	l->off_buckets =
-		align64(l->off_leases + (uint64_t)leases_for(max_threads) * sizeof(struct shmc__lease));
+	l->off_unodes = align64(l->off_leases +
+				(uint64_t)leases_for(max_threads) * sizeof(struct shmc__lease));
+	l->off_buckets = align64(l->off_unodes +
+				 (uint64_t)shmc__unodes_for(max_procs) * sizeof(struct shmc__unode));
 	l->off_chunks = align64(l->off_buckets + (uint64_t)nbuckets * sizeof(struct shmc__bucket));
 	l->off_data = (l->off_chunks + (uint64_t)nchunks * sizeof(struct shmc__chunk) + 4095) &
 		      ~(uint64_t)4095;
@@ -279,6 +287,8 @@ static int init_new(shmc_cache *c, const struct shmc_opts *opts)
 	h->off_obs = l.off_obs;
 	h->off_leases = l.off_leases;
 	h->nleases = leases_for(h->max_threads);
+	h->off_unodes = l.off_unodes;
+	h->nunodes = shmc__unodes_for(h->max_procs);
 	h->gp_ctr = 1;
 	h->free_hint = h->nchunks;
 	h->immutable_sum = header_sum(h);
@@ -390,7 +400,8 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 		layout_compute(h->max_procs, h->max_threads, h->nbuckets, h->nchunks, chunk, &l);
 		if (h->off_procs != l.off_procs || h->off_threads != l.off_threads ||
 		    h->off_obs != l.off_obs || h->off_leases != l.off_leases ||
-		    h->nleases != leases_for(h->max_threads) || h->off_buckets != l.off_buckets ||
+		    h->nleases != leases_for(h->max_threads) || h->off_unodes != l.off_unodes ||
+		    h->nunodes != shmc__unodes_for(h->max_procs) || h->off_buckets != l.off_buckets ||
 		    h->off_chunks != l.off_chunks ||
 		    h->off_data != l.off_data)
 			bad = "region offsets";
@@ -417,6 +428,7 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	g->nleases = h->nleases;
 	g->negative_ttl_ms = h->negative_ttl_ms;
 	g->stale_ms = h->stale_ms;
+	g->nunodes = h->nunodes;
 
 	c->hdr = (struct shmc__header *)c->base;
 	c->procs = (struct shmc__proc_slot *)(c->base + h->off_procs);
@@ -425,6 +437,7 @@ static int validate(shmc_cache *c, const struct shmc__header *h, uint64_t file_b
 	c->chunks = (struct shmc__chunk *)(c->base + h->off_chunks);
 	c->obs = (struct shmc__obs *)(c->base + h->off_obs);
 	c->leases = (struct shmc__lease *)(c->base + h->off_leases);
+	c->unodes = (struct shmc__unode *)(c->base + h->off_unodes);
 	c->data = c->base + h->off_data;
 	return 0;
 }

@@ -4,7 +4,8 @@
  * Segment layout (every region starts 64-byte aligned; offsets are relative
  * to the start of the mapping, never pointers):
  *
- *   [header 4 KiB][proc slots][thread slots][buckets][chunk table][data]
+ *   [header 4 KiB][proc slots][thread slots][histograms, hot keys]
+ *   [fill leases][uplink nodes][buckets][chunk table][data]
  *
  * The header's first 16 bytes (magic, layout signature) never move, so any
  * build can tell a foreign segment apart. Everything a process needs for
@@ -96,8 +97,9 @@ struct shmc__header {
 	uint32_t nleases;
 	uint32_t negative_ttl_ms;  /* TTL of cached "absent" answers */
 	uint32_t stale_ms;         /* stale window past an item's TTL */
-	uint32_t reserved32;
-	uint64_t reserved_immutable[8];
+	uint32_t nunodes;          /* entries of the uplink node table */
+	uint64_t off_unodes;       /* nunodes struct shmc__unode (unodes.h) */
+	uint64_t reserved_immutable[7];
 	/* XXH64 of every immutable field above (this one counted as 0):
 	 * catches a scribble that leaves the geometry plausible. */
 	uint64_t immutable_sum;

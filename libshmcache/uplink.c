@@ -13,6 +13,11 @@
  * Write-behind operations own copies of their key and value and are freed
  * by the thread; at most write_behind_queue of them wait at a time, beyond
  * that they are dropped and counted.
+ *
+ * The thread mirrors the breaker of every node it talks to in the
+ * segment's node table (unodes.h) after each round and each tick, writing
+ * an entry only when what it shows has changed, and gives its entries
+ * back when it stops.
  */
 #include "uplink.h"
 
@@ -21,6 +26,7 @@
 #include "obs.h"
 #include "redis_cluster.h"
 #include "redis_node.h"
+#include "unodes.h"
 #include "uplink_uri.h"
 
 #include <errno.h>
@@ -33,7 +39,8 @@
 #include <urcu/wfcqueue.h>
 #include "atomic.h"
 
-#define IDLE_TICK_MS 50 /* health checks and topology refresh while idle */
+#define IDLE_TICK_MS 50	    /* health checks and topology refresh while idle */
+#define CLAIM_RETRY_MS 1000 /* the node table was full: look again after this */
 
 struct uplink_req {
 	struct cds_wfcq_node node;
@@ -41,6 +48,14 @@ struct uplink_req {
 	bool owned;           /* write-behind: the thread frees it */
 	int32_t done;         /* futex word: 1 once op's result is set */
 	unsigned char data[]; /* owned copies of key and value */
+};
+
+/* A node's entry in the segment's node table, and what it shows. */
+struct node_pub {
+	const struct shmc__rnode *node;
+	int32_t entry; /* -1: none (the table was full) */
+	uint32_t state, failures;
+	uint64_t opens;
 };
 
 struct shmc__uplink {
@@ -59,6 +74,11 @@ struct shmc__uplink {
 	 * statistics (it counts the differences). */
 	struct shmc__rnode_stats seen_nodes;
 	struct shmc__rcluster_stats seen_cluster;
+	/* The thread's own: its nodes' entries in the node table (nodes are
+	 * never removed, so neither are these). */
+	struct node_pub *pubs;
+	size_t npubs, cap_pubs;
+	uint64_t claim_retry_ms;
 };
 
 int shmc__uplink_check_uri(const char *uri)
@@ -147,6 +167,107 @@ static void count_backend(struct shmc__uplink *u, struct shmc__tctx *t)
 	*cw = cs;
 }
 
+/* ------------------------------------------------- the node table */
+
+struct publish_ctx {
+	struct shmc__uplink *u;
+	struct shmc__tctx *t;
+	size_t next; /* where the next node's pub probably is */
+	bool may_claim;
+	bool claim_failed;
+};
+
+static uint32_t public_state(enum shmc__breaker_state s)
+{
+	switch (s) {
+	case SHMC__BREAKER_OPEN:
+		return SHMC_BREAKER_OPEN;
+	case SHMC__BREAKER_HALF_OPEN:
+		return SHMC_BREAKER_HALF_OPEN;
+	case SHMC__BREAKER_CLOSED:
+		break;
+	}
+	return SHMC_BREAKER_CLOSED;
+}
+
+/* n's pub, made (without an entry) if it has none yet; NULL if out of
+ * memory. */
+static struct node_pub *pub_of(struct publish_ctx *p, const struct shmc__rnode *n)
+{
+	struct shmc__uplink *u = p->u;
+	size_t i = p->next < u->npubs && u->pubs[p->next].node == n ? p->next : 0;
+	while (i < u->npubs && u->pubs[i].node != n)
+		i++;
+	if (i == u->npubs) {
+		if (u->npubs == u->cap_pubs) {
+			size_t cap = u->cap_pubs ? 2 * u->cap_pubs : 8;
+			struct node_pub *grown = shmc__zalloc(cap * sizeof(*grown));
+			if (!grown)
+				return NULL;
+			if (u->npubs)
+				memcpy(grown, u->pubs, u->npubs * sizeof(*grown));
+			shmc__free(u->pubs);
+			u->pubs = grown;
+			u->cap_pubs = cap;
+		}
+		u->pubs[u->npubs++] = (struct node_pub){.node = n, .entry = -1};
+	}
+	p->next = i + 1;
+	return &u->pubs[i];
+}
+
+static void publish_node(void *arg, struct shmc__rnode *n)
+{
+	struct publish_ctx *p = arg;
+	struct node_pub *pub = pub_of(p, n);
+	if (!pub)
+		return;
+	if (pub->entry < 0) {
+		if (!p->may_claim)
+			return;
+		pub->entry = shmc__unode_claim(p->u->c, p->t, shmc__rnode_name(n));
+		if (pub->entry < 0) {
+			p->claim_failed = true;
+			return;
+		}
+		pub->state = SHMC_BREAKER_CLOSED; /* what a claim shows */
+		pub->failures = 0;
+		pub->opens = 0;
+	}
+	struct shmc__rnode_stats st;
+	shmc__rnode_stats(n, &st);
+	uint32_t state = public_state(shmc__rnode_breaker(n)), failures = shmc__rnode_failures(n);
+	if (state == pub->state && failures == pub->failures && st.breaker_opens == pub->opens)
+		return;
+	pub->state = state;
+	pub->failures = failures;
+	pub->opens = st.breaker_opens;
+	shmc__unode_publish(p->u->c, p->t, (uint32_t)pub->entry, state, failures, st.breaker_opens);
+}
+
+/* Mirror every node's breaker in the node table. */
+static void publish_nodes(struct shmc__uplink *u, struct shmc__tctx *t)
+{
+	uint64_t now = now_ms();
+	struct publish_ctx p = {.u = u, .t = t, .may_claim = now >= u->claim_retry_ms};
+	if (u->cluster)
+		shmc__rcluster_each_node(u->cluster, publish_node, &p);
+	else
+		publish_node(&p, u->node);
+	if (p.claim_failed)
+		u->claim_retry_ms = now + CLAIM_RETRY_MS;
+}
+
+static void release_nodes(struct shmc__uplink *u, struct shmc__tctx *t)
+{
+	for (size_t i = 0; i < u->npubs; i++)
+		if (u->pubs[i].entry >= 0)
+			shmc__unode_release(u->c, t, (uint32_t)u->pubs[i].entry);
+	shmc__free(u->pubs);
+	u->pubs = NULL;
+	u->npubs = u->cap_pubs = 0;
+}
+
 /* Hand a finished request back: wake its caller, or free a write-behind. */
 static void complete(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req *r)
 {
@@ -184,8 +305,13 @@ static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct upl
 		shmc__rcluster_exec(u->cluster, ops, n);
 	else
 		shmc__rnode_exec(u->node, ops, n);
-	if (t)
+	if (t) {
 		shmc__obs_latency(u->c, SHMC_OP_UPLINK, shmc__obs_now_ns() - t0);
+		/* Before anyone is woken: a caller that reads the stats or the
+		 * node table once its call returned sees what the call did. */
+		count_backend(u, t);
+		publish_nodes(u, t);
+	}
 	for (size_t i = 0; i < n; i++) {
 		reqs[i]->op = ops[i];
 		complete(u, t, reqs[i]);
@@ -216,8 +342,10 @@ static void *uplink_main(void *arg)
 			tick(u);
 			next_tick = now + IDLE_TICK_MS;
 		}
-		if (t)
+		if (t) {
 			count_backend(u, t);
+			publish_nodes(u, t);
+		}
 		if (ran)
 			continue;
 		/* Nothing queued: sleep until a producer wakes us or a tick. */
@@ -240,6 +368,8 @@ static void *uplink_main(void *arg)
 			shmc__count(t, SHMC__CTR_write_behind_dropped, 1);
 		complete(u, NULL, r);
 	}
+	if (t)
+		release_nodes(u, t);
 	shmc__free(reqs);
 	shmc__free(ops);
 	return NULL;
@@ -357,7 +487,20 @@ int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, siz
 	uint32_t cap = c->uplink->cfg.ttl_cap_ms;
 	if (cap && (ttl == 0 || ttl > cap))
 		ttl = cap;
-	*ttl_ms = ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl;
+	/* A TTL set here is a bound, but the store spreads every TTL over
+	 * +- ttl_jitter_pct of itself: hand back bound * 100 / (100 + pct),
+	 * whose top of the spread is the bound, so that jitter only ever
+	 * shortens a remote item's life (down to (100 - pct) / (100 + pct)
+	 * of the bound). 0 (no bound: the default TTL) is left to jitter. */
+	if (ttl > UINT32_MAX)
+		ttl = UINT32_MAX;
+	uint32_t pct = c->geo.ttl_jitter_pct;
+	if (ttl && pct) {
+		ttl = ttl * 100 / (100 + pct);
+		if (!ttl)
+			ttl = 1;
+	}
+	*ttl_ms = (uint32_t)ttl;
 	return 0;
 }
 

@@ -4,7 +4,8 @@
  *   shmcache-stat [options] NAME
  *
  * Every interval the tool takes a snapshot (shmc_stats, shmc_stats_procs,
- * the three raw latency histograms, the hot keys) and reports the
+ * the three raw latency histograms, the hot keys, the uplink breakers of
+ * every process from shmc_uplink_nodes) and reports the
  * difference from the previous one: rates per second, the hit ratio of the
  * interval, and latency percentiles computed from the histogram deltas, so
  * that a latency spike shows in the interval it happened instead of being
@@ -61,6 +62,7 @@ enum {
 #define INTERVAL_MIN_S 0.01
 #define INTERVAL_MAX_S 86400.0
 #define HOT_IN_FULL_VIEW 10                 /* hot keys under the full view */
+#define NODES_IN_FULL_VIEW 10               /* breakers under the full view */
 #define HOT_MAX SHMC__HOT_SLOTS             /* the sketch holds no more */
 #define KEY_TEXT_MAX (SHMC_HOTKEY_MAX * 4 + 1) /* every byte as \xNN */
 
@@ -109,6 +111,7 @@ struct config {
 	bool prometheus;
 	bool hot_only;
 	bool procs_only;
+	bool nodes_only;
 	unsigned hot_k; /* keys shown */
 };
 
@@ -127,6 +130,7 @@ static const char usage_text[] =
 	"                           cumulative totals, once, then exit\n"
 	"      --hot [K]            only the hot-key table, K keys (default 20, at most 256)\n"
 	"      --procs              only the per-process table\n"
+	"      --nodes              only the uplink breakers: each process's remote nodes\n"
 	"  -h, --help               this text\n"
 	"  -V, --version            the version\n"
 	"\n"
@@ -260,6 +264,8 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 			cfg->prometheus = true;
 		} else if (!strcmp(a, "--procs")) {
 			cfg->procs_only = true;
+		} else if (!strcmp(a, "--nodes")) {
+			cfg->nodes_only = true;
 		} else if (!strcmp(a, "--hot") || !strncmp(a, "--hot=", 6)) {
 			uint64_t k = SHMC_HOTKEYS_DEFAULT;
 			const char *v = a[5] == '=' ? a + 6 : NULL;
@@ -284,8 +290,8 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 				   cfg->name, SHMC__NAME_MAX);
 	if (cfg->json && cfg->prometheus)
 		return usage_error("--json and --prometheus exclude each other");
-	if (cfg->prometheus && (cfg->hot_only || cfg->procs_only))
-		return usage_error("--hot and --procs select tables of the text output; "
+	if (cfg->prometheus && (cfg->hot_only || cfg->procs_only || cfg->nodes_only))
+		return usage_error("--hot, --procs and --nodes select tables of the text output; "
 				   "--prometheus exports every metric");
 	if ((cfg->once || cfg->prometheus) && (cfg->interval_given || cfg->count_given))
 		return usage_error("%s prints once: it takes no --interval or --count",
@@ -305,6 +311,8 @@ struct snapshot {
 	size_t nprocs;
 	struct shmc_hotkey hot[HOT_MAX];
 	size_t nhot;
+	struct shmc_uplink_node *nodes;
+	size_t nnodes;
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -318,6 +326,7 @@ static void snapshot_free(struct snapshot *s)
 {
 	if (s) {
 		free(s->procs);
+		free(s->nodes);
 		free(s);
 	}
 }
@@ -368,6 +377,23 @@ static int snapshot_take(shmc_cache *c, size_t hot_cap, struct snapshot **out,
 		*what = "shmc_hotkeys";
 		goto fail;
 	}
+	/* Uplinks start and stop between the two calls as processes do. */
+	if ((rc = shmc_uplink_nodes(c, NULL, 0, &n)) != 0) {
+		*what = "shmc_uplink_nodes";
+		goto fail;
+	}
+	cap = n + 16;
+	s->nodes = calloc(cap, sizeof *s->nodes);
+	if (!s->nodes) {
+		rc = SHMC_ENOMEM;
+		*what = "memory for a snapshot";
+		goto fail;
+	}
+	if ((rc = shmc_uplink_nodes(c, s->nodes, cap, &n)) != 0) {
+		*what = "shmc_uplink_nodes";
+		goto fail;
+	}
+	s->nnodes = n < cap ? n : cap;
 	*out = s;
 	return 0;
 fail:
@@ -577,6 +603,35 @@ static const char *key_text(const struct shmc_hotkey *h, char *out)
 			at += (size_t)snprintf(out + at, KEY_TEXT_MAX - at, "\\x%02x", b);
 	}
 	out[at] = '\0';
+	return out;
+}
+
+/* A breaker state as every output names it. */
+static const char *breaker_name(uint32_t state)
+{
+	switch (state) {
+	case SHMC_BREAKER_CLOSED:
+		return "closed";
+	case SHMC_BREAKER_OPEN:
+		return "open";
+	case SHMC_BREAKER_HALF_OPEN:
+		return "half-open";
+	default:
+		return "unknown";
+	}
+}
+
+#define N_BREAKER_STATES 3
+
+/* A node's address for a terminal: bytes outside printable ASCII (a
+ * socket path may hold any) become '?'. out holds SHMC_UPLINK_ADDR_MAX. */
+static const char *addr_text(const char *addr, char *out)
+{
+	size_t i = 0;
+	for (; addr[i] && i + 1 < SHMC_UPLINK_ADDR_MAX; i++)
+		out[i] = (unsigned char)addr[i] >= 0x20 && (unsigned char)addr[i] < 0x7f ? addr[i]
+											 : '?';
+	out[i] = '\0';
 	return out;
 }
 
@@ -840,16 +895,66 @@ static void text_procs(const struct report *r)
 	}
 }
 
+/* The breakers of every process's uplink: a count by state, then up to
+ * limit entries, those not closed first. */
+static void text_nodes(const struct report *r, size_t limit, bool titled)
+{
+	const struct snapshot *s = r->cur;
+	size_t by_state[N_BREAKER_STATES] = {0};
+	for (size_t i = 0; i < s->nnodes; i++)
+		if (s->nodes[i].state < N_BREAKER_STATES)
+			by_state[s->nodes[i].state]++;
+	if (titled)
+		printf("breakers     ");
+	else
+		printf("uplink breakers of %s: ", r->cfg->name);
+	if (!s->nnodes) {
+		printf("none (no attached process uses an uplink)\n");
+		return;
+	}
+	printf("%zu (one per process and remote node): %zu closed, %zu open, %zu half-open\n",
+	       s->nnodes, by_state[SHMC_BREAKER_CLOSED], by_state[SHMC_BREAKER_OPEN],
+	       by_state[SHMC_BREAKER_HALF_OPEN]);
+	printf("  %8s %-9s %8s %6s  %s\n", "pid", "state", "failures", "opens", "node");
+	static const uint32_t order[] = {SHMC_BREAKER_OPEN, SHMC_BREAKER_HALF_OPEN,
+					 SHMC_BREAKER_CLOSED, UINT32_MAX};
+	size_t shown = 0;
+	for (size_t o = 0; o < sizeof order / sizeof order[0]; o++)
+		for (size_t i = 0; i < s->nnodes && shown < limit; i++) {
+			const struct shmc_uplink_node *n = &s->nodes[i];
+			bool other = n->state >= N_BREAKER_STATES;
+			if (order[o] == UINT32_MAX ? !other : n->state != order[o])
+				continue;
+			char addr[SHMC_UPLINK_ADDR_MAX];
+			printf("  %8" PRIu64 " %-9s %8" PRIu32 " %6" PRIu64 "  %s\n", n->pid,
+			       breaker_name(n->state), n->failures, n->breaker_opens,
+			       addr_text(n->addr, addr));
+			shown++;
+		}
+	if (shown < s->nnodes)
+		printf("  ... %zu more (--nodes lists them all)\n", s->nnodes - shown);
+}
+
 static void text_report(const struct report *r)
 {
 	const struct config *cfg = r->cfg;
-	if (cfg->hot_only || cfg->procs_only) {
-		if (cfg->hot_only)
+	if (cfg->hot_only || cfg->procs_only || cfg->nodes_only) {
+		bool first = true;
+		if (cfg->hot_only) {
 			text_hot(r, cfg->hot_k, false);
-		if (cfg->hot_only && cfg->procs_only)
-			putchar('\n');
-		if (cfg->procs_only)
+			first = false;
+		}
+		if (cfg->procs_only) {
+			if (!first)
+				putchar('\n');
 			text_procs(r);
+			first = false;
+		}
+		if (cfg->nodes_only) {
+			if (!first)
+				putchar('\n');
+			text_nodes(r, SIZE_MAX, false);
+		}
 		return;
 	}
 	text_header(r);
@@ -857,6 +962,7 @@ static void text_report(const struct report *r)
 	text_latency(r);
 	text_memory(r);
 	text_sweeper(r);
+	text_nodes(r, NODES_IN_FULL_VIEW, true);
 	text_hot(r, HOT_IN_FULL_VIEW, true);
 }
 
@@ -1074,6 +1180,19 @@ static void json_report(const struct report *r)
 	}
 	jw_close(j, ']');
 
+	jw_open(j, "uplink_nodes", '[');
+	for (size_t i = 0; i < s->nnodes; i++) {
+		const struct shmc_uplink_node *n = &s->nodes[i];
+		jw_open(j, NULL, '{');
+		jw_str(j, "addr", n->addr);
+		jw_u64(j, "pid", n->pid);
+		jw_str(j, "state", breaker_name(n->state));
+		jw_u64(j, "failures", n->failures);
+		jw_u64(j, "breaker_opens", n->breaker_opens);
+		jw_close(j, '}');
+	}
+	jw_close(j, ']');
+
 	jw_close(j, '}');
 	fputc('\n', j->out);
 }
@@ -1148,6 +1267,59 @@ static void prom_gauge(const char *seg, const char *name, const char *help, doub
 	printf("%s{segment=\"%s\"} %.17g\n", name, seg, v);
 }
 
+/* A label value: backslash, double quote and newline escaped as the
+ * exposition format says; other bytes outside printable ASCII (a socket
+ * path may hold any, and label values must be UTF-8) become '?'. */
+static void prom_label_value(const char *in, char *out, size_t cap)
+{
+	size_t at = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p && at + 3 < cap; p++) {
+		if (*p == '\\' || *p == '"') {
+			out[at++] = '\\';
+			out[at++] = (char)*p;
+		} else if (*p == '\n') {
+			out[at++] = '\\';
+			out[at++] = 'n';
+		} else {
+			out[at++] = *p >= 0x20 && *p < 0x7f ? (char)*p : '?';
+		}
+	}
+	out[at] = '\0';
+}
+
+/* Breakers by node and state, summed over processes: one series per node
+ * and state, so that the label set stays small and unique whatever the
+ * number of processes. Nodes are told apart by their label, which is what
+ * must be unique. */
+#define PROM_LABEL_MAX (2 * SHMC_UPLINK_ADDR_MAX + 4)
+static void prom_breakers(const char *seg, const struct snapshot *s)
+{
+	prom_family("shmcache_uplink_breakers", "gauge",
+		    "Attached processes whose uplink's circuit breaker for a remote node is in "
+		    "a state (closed, open, half-open).");
+	char (*label)[PROM_LABEL_MAX] = calloc(s->nnodes ? s->nnodes : 1, sizeof *label);
+	if (!label)
+		return; /* the family without samples: still a valid exposition */
+	for (size_t i = 0; i < s->nnodes; i++)
+		prom_label_value(s->nodes[i].addr, label[i], sizeof label[i]);
+	for (size_t i = 0; i < s->nnodes; i++) {
+		bool seen_before = false;
+		for (size_t k = 0; k < i && !seen_before; k++)
+			seen_before = !strcmp(label[k], label[i]);
+		if (seen_before)
+			continue;
+		uint64_t by_state[N_BREAKER_STATES] = {0};
+		for (size_t k = i; k < s->nnodes; k++)
+			if (!strcmp(label[k], label[i]) && s->nodes[k].state < N_BREAKER_STATES)
+				by_state[s->nodes[k].state]++;
+		for (uint32_t st = 0; st < N_BREAKER_STATES; st++)
+			printf("shmcache_uplink_breakers{segment=\"%s\",node=\"%s\",state=\"%s\"} "
+			       "%" PRIu64 "\n",
+			       seg, label[i], breaker_name(st), by_state[st]);
+	}
+	free(label);
+}
+
 static void prometheus_report(const struct report *r)
 {
 	const char *seg = r->cfg->name; /* [A-Za-z0-9._-]: no escaping needed */
@@ -1204,6 +1376,7 @@ static void prometheus_report(const struct report *r)
 	prom_gauge(seg, "shmcache_sweeper_pid",
 		   "Pid of the sweeper role's holder (0: none), in its pid namespace.",
 		   (double)st->sweeper_pid);
+	prom_breakers(seg, s);
 
 	prom_family("shmcache_op_latency_seconds", "histogram",
 		    "Latency of sampled operations (one in the sampling period per thread).");

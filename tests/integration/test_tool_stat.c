@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -392,6 +394,7 @@ static const struct jfield top_fields[] = {
 	{"deltas", J_OBJ_OR_NULL}, {"hit_ratio", J_NUM_OR_NULL}, {"totals", J_OBJ},
 	{"latency", J_OBJ},    {"memory", J_OBJ},      {"sweeper", J_OBJ},
 	{"attached", J_OBJ},   {"hot_keys", J_ARR},    {"procs", J_ARR},
+	{"uplink_nodes", J_ARR},
 };
 
 static const struct jfield latency_fields[] = {
@@ -420,6 +423,10 @@ static const struct jfield proc_fields[] = {
 	{"incrs", J_U64},      {"evictions", J_U64},   {"expirations", J_U64},
 	{"enospc", J_U64},     {"bytes_written", J_U64}, {"gets_per_s", J_NUM_OR_NULL},
 	{"sets_per_s", J_NUM_OR_NULL},
+};
+static const struct jfield node_fields[] = {
+	{"addr", J_STR}, {"pid", J_U64}, {"state", J_STR}, {"failures", J_U64},
+	{"breaker_opens", J_U64},
 };
 
 #define CHECK_FIELDS(obj, list, where) check_fields((obj), (list), sizeof(list) / sizeof(*(list)), (where))
@@ -517,6 +524,13 @@ static void check_json_schema(const struct tu_json *j)
 	procs = tu_json_member(j, "procs");
 	for (e = procs->child; e != NULL; e = e->next)
 		CHECK_FIELDS(e, proc_fields, "procs[]");
+	for (e = tu_json_member(j, "uplink_nodes")->child; e != NULL; e = e->next) {
+		const char *st;
+
+		CHECK_FIELDS(e, node_fields, "uplink_nodes[]");
+		st = tu_json_member(e, "state")->string;
+		assert_true(!strcmp(st, "closed") || !strcmp(st, "open") || !strcmp(st, "half-open"));
+	}
 }
 
 static uint64_t ju64(const struct tu_json *j, const char *path)
@@ -976,6 +990,7 @@ static void test_stat_once_shows_every_section(void **state)
 		"cumulative since the segment was created", "operations", "hit ratio", "evictions",
 		"expirations", "latency", "p99.9", "memory", "chunks", "dead", "index load",
 		"sweeper", "attached", "hot keys", "key:0000",
+		"breakers     none (no attached process uses an uplink)",
 	};
 	struct tool_run r;
 
@@ -1421,6 +1436,7 @@ static void test_stat_bad_command_lines_exit_2(void **state)
 		(const char *const[]){"--hot=999", f->name, NULL},
 		(const char *const[]){"--json", "--prometheus", f->name, NULL},
 		(const char *const[]){"--prometheus", "--hot", f->name, NULL},
+		(const char *const[]){"--prometheus", "--nodes", f->name, NULL},
 		(const char *const[]){"--prometheus", "-n", "2", f->name, NULL},
 		(const char *const[]){"--once", "-i", "2", f->name, NULL},
 		(const char *const[]){"--once", "bad/name", NULL},
@@ -1452,6 +1468,146 @@ static void test_stat_help_and_version_exit_0(void **state)
 	tool_run(&r, "-V");
 	expect_status(&r, 0);
 	expect_out(&r, "shmcache-stat ");
+	tool_run_free(&r);
+}
+
+/* A port on 127.0.0.1 that refuses connections: bound, never listening.
+ * *fd keeps it bound; the caller closes it. */
+static uint16_t refused_port(int *fd)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t alen = sizeof a;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(*fd >= 0);
+	assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &alen), 0);
+	return ntohs(a.sin_port);
+}
+
+static shmc_cache *attach_uplink(const char *name, const char *uri)
+{
+	shmc_opts *o;
+	shmc_cache *c = NULL;
+
+	assert_int_equal(shmc_opts_create(&o), 0);
+	assert_int_equal(shmc_opts_set_sweeper(o, 0), 0);
+	assert_int_equal(shmc_opts_set_uplink(o, uri), 0);
+	assert_int_equal(shmc_open(name, o, 0, &c), 0);
+	shmc_opts_destroy(o);
+	return c;
+}
+
+/* The library's entry for addr, waiting (up to 2 s) for it to show state. */
+static void wait_breaker(shmc_cache *c, const char *addr, uint32_t state)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct shmc_uplink_node nodes[8];
+		size_t n;
+
+		assert_int_equal(shmc_uplink_nodes(c, nodes, 8, &n), 0);
+		for (size_t k = 0; k < n && k < 8; k++)
+			if (!strcmp(nodes[k].addr, addr) && nodes[k].state == state)
+				return;
+		tu_sleep_ms(2);
+	}
+	fail_msg("no breaker of %s in state %u", addr, state);
+}
+
+static const struct tu_json *json_node(const struct tu_json *j, const char *addr)
+{
+	for (const struct tu_json *e = tu_json_member(j, "uplink_nodes")->child; e; e = e->next)
+		if (!strcmp(tu_json_member(e, "addr")->string, addr))
+			return e;
+	fail_msg("uplink_nodes has no %s", addr);
+	return NULL;
+}
+
+static void test_stat_uplink_breakers_shown_in_text_json_and_prometheus(void **state)
+{
+	struct fixture *f = *state;
+	int fd_open, fd_closed;
+	char open_addr[32], closed_addr[32], uri[128], series[512], line[128];
+	char buf[8];
+	size_t vlen;
+	struct tool_run r;
+
+	open_with_keys(f);
+	/* Two uplinks, each to a port that refuses connections: one opens its
+	 * breaker at the first failure, the other would need 1000. */
+	snprintf(open_addr, sizeof open_addr, "127.0.0.1:%u", (unsigned)refused_port(&fd_open));
+	snprintf(closed_addr, sizeof closed_addr, "127.0.0.1:%u", (unsigned)refused_port(&fd_closed));
+	snprintf(uri, sizeof uri, "redis://%s?breaker_failures=1&breaker_open_ms=600000", open_addr);
+	shmc_cache *up_open = attach_uplink(f->name, uri);
+	snprintf(uri, sizeof uri, "redis://%s?breaker_failures=1000", closed_addr);
+	shmc_cache *up_closed = attach_uplink(f->name, uri);
+	assert_int_equal(shmc_fetch(up_open, "k", 1, buf, sizeof buf, &vlen, NULL, NULL),
+	                 SHMC_EUPLINK);
+	wait_breaker(f->c, open_addr, SHMC_BREAKER_OPEN);
+	wait_breaker(f->c, closed_addr, SHMC_BREAKER_CLOSED);
+
+	tool_run(&r, "--once", f->name);
+	expect_status(&r, 0);
+	expect_out(&r, "breakers     2 (one per process and remote node): 1 closed, 1 open, 0 half-open");
+	snprintf(line, sizeof line, "%8ld open ", (long)getpid());
+	expect_out(&r, line);
+	expect_out(&r, open_addr);
+	expect_out(&r, closed_addr);
+	expect_out(&r, "hot keys");
+	tool_run_free(&r);
+
+	tool_run(&r, "--nodes", "--once", f->name);
+	expect_status(&r, 0);
+	expect_out(&r, "uplink breakers of ");
+	expect_out(&r, open_addr);
+	assert_null(strstr(r.out, "hot keys"));
+	assert_null(strstr(r.out, "operations"));
+	tool_run_free(&r);
+
+	tool_run(&r, "--once", "--json", f->name);
+	expect_status(&r, 0);
+	struct tu_json *j = parse_line(r.out, r.out_len - 1);
+	check_json_schema(j);
+	assert_int_equal(tu_json_count(tu_json_member(j, "uplink_nodes")), 2);
+	const struct tu_json *e = json_node(j, open_addr);
+	assert_string_equal(tu_json_member(e, "state")->string, "open");
+	assert_int_equal(ju64(e, "pid"), (uint64_t)getpid());
+	assert_int_equal(ju64(e, "failures"), 1);
+	assert_int_equal(ju64(e, "breaker_opens"), 1);
+	e = json_node(j, closed_addr);
+	assert_string_equal(tu_json_member(e, "state")->string, "closed");
+	assert_true(ju64(e, "failures") >= 1);
+	assert_int_equal(ju64(e, "breaker_opens"), 0);
+	tu_json_free(j);
+	tool_run_free(&r);
+
+	tool_run(&r, "--prometheus", f->name);
+	expect_status(&r, 0);
+	const char *why = prom_validate(r.out);
+	if (why != NULL)
+		fail_msg("invalid exposition: %s\n%s", why, r.out);
+	static const char *const states[] = {"closed", "open", "half-open"};
+	for (int k = 0; k < 3; k++) {
+		snprintf(series, sizeof series,
+		         "shmcache_uplink_breakers{segment=\"%s\",node=\"%s\",state=\"%s\"}",
+		         f->name, open_addr, states[k]);
+		assert_true(prom_sample(r.out, series) == (k == 1 ? 1.0 : 0.0));
+		snprintf(series, sizeof series,
+		         "shmcache_uplink_breakers{segment=\"%s\",node=\"%s\",state=\"%s\"}",
+		         f->name, closed_addr, states[k]);
+		assert_true(prom_sample(r.out, series) == (k == 0 ? 1.0 : 0.0));
+	}
+	tool_run_free(&r);
+
+	/* closed handles leave no breaker behind */
+	shmc_close(up_open);
+	shmc_close(up_closed);
+	close(fd_open);
+	close(fd_closed);
+	tool_run(&r, "--nodes", "--once", f->name);
+	expect_status(&r, 0);
+	expect_out(&r, "none (no attached process uses an uplink)");
 	tool_run_free(&r);
 }
 
@@ -1526,6 +1682,7 @@ int main(void)
 		TEST(test_stat_exposition_validator_rejects_broken_text),
 		TEST(test_stat_hot_table_escapes_binary_keys_and_marks_truncated_ones),
 		TEST(test_stat_procs_table_lists_each_process),
+		TEST(test_stat_uplink_breakers_shown_in_text_json_and_prometheus),
 		TEST(test_stat_missing_segment_exits_1_with_one_line_naming_it),
 		TEST(test_stat_segment_of_another_build_exits_1_naming_it),
 		TEST(test_stat_bad_command_lines_exit_2),
