@@ -53,7 +53,8 @@ int shmc__index_insert_entry_locked(shmc_cache *c, const struct shmc__keyref *k,
 	return SHMC_ENOSPC;
 }
 
-uint64_t *shmc__index_slot_of_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t e)
+uint64_t *shmc__index_probe_locked(shmc_cache *c, const struct shmc__keyref *k,
+				   shmc__slot_match match, const void *arg)
 {
 	uint32_t probe = uatomic_read(&c->buckets[k->bucket].probe);
 	if (probe > SHMC__MAX_PROBE)
@@ -61,10 +62,22 @@ uint64_t *shmc__index_slot_of_locked(shmc_cache *c, const struct shmc__keyref *k
 	for (uint32_t n = 0; n <= probe && n < c->geo.nbuckets; n++) {
 		struct shmc__bucket *b = &c->buckets[shmc__neighbour(c, k->bucket, n)];
 		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
-			if (uatomic_read(&b->slot[s]) == e)
+			if (match(c, k, uatomic_read(&b->slot[s]), arg))
 				return &b->slot[s];
 	}
 	return NULL;
+}
+
+static bool same_entry(shmc_cache *c, const struct shmc__keyref *k, uint64_t e, const void *want)
+{
+	(void)c;
+	(void)k;
+	return e == *(const uint64_t *)want;
+}
+
+uint64_t *shmc__index_slot_of_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t e)
+{
+	return shmc__index_probe_locked(c, k, same_entry, &e);
 }
 
 uint64_t shmc__index_replace_locked(shmc_cache *c, const struct shmc__keyref *k,

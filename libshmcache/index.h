@@ -112,6 +112,13 @@ int shmc__index_insert_locked(struct shmc_cache *c, const struct shmc__keyref *k
 /* The same for any entry word (a fill lease's, see lease.h). */
 int shmc__index_insert_entry_locked(struct shmc_cache *c, const struct shmc__keyref *k,
 				    uint64_t e);
+/* The first slot in k's probe sequence (its primary bucket and the
+ * neighbours its probe count covers) whose entry match accepts, or NULL. */
+typedef bool (*shmc__slot_match)(struct shmc_cache *c, const struct shmc__keyref *k, uint64_t e,
+				 const void *arg);
+uint64_t *shmc__index_probe_locked(struct shmc_cache *c, const struct shmc__keyref *k,
+				   shmc__slot_match match, const void *arg);
+
 /* The slot in k's probe sequence holding exactly entry e, or NULL. Finds an
  * item by where it is, not by its key: no key is compared, so no other
  * entry in the way can hide it. */

@@ -29,19 +29,15 @@ static bool is_lease_of(shmc_cache *c, const struct shmc__keyref *k, uint64_t e)
 	       e == shmc__lease_entry(k->tag, idx, uatomic_read(&l->gen));
 }
 
-/* k's lease entry, if any: the key has at most one. */
+static bool lease_of(shmc_cache *c, const struct shmc__keyref *k, uint64_t e, const void *unused)
+{
+	(void)unused;
+	return is_lease_of(c, k, e);
+}
+
 uint64_t *shmc__lease_find_locked(shmc_cache *c, const struct shmc__keyref *k)
 {
-	uint32_t probe = uatomic_read(&c->buckets[k->bucket].probe);
-	if (probe > SHMC__MAX_PROBE)
-		probe = SHMC__MAX_PROBE;
-	for (uint32_t n = 0; n <= probe && n < c->geo.nbuckets; n++) {
-		struct shmc__bucket *b = &c->buckets[shmc__neighbour(c, k->bucket, n)];
-		for (int s = 0; s < SHMC__BUCKET_SLOTS; s++)
-			if (is_lease_of(c, k, uatomic_read(&b->slot[s])))
-				return &b->slot[s];
-	}
-	return NULL;
+	return shmc__index_probe_locked(c, k, lease_of, NULL);
 }
 
 uint64_t *shmc__lease_slot_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t entry)
