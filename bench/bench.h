@@ -1,10 +1,11 @@
 /*
  * bench.h - what shmcache-bench.c (the prefork load generator, the memory
  * phase), trace.c (eviction quality on a replayed trace), herd.c
- * (read-through under expiry) and peers.c (the other stores --peers
- * measures) share: the random generators, the clock, the key and value
- * format, the bench's own failure codes, the interrupt flag, segment
- * creation, and each mode's entry points.
+ * (read-through under expiry), peers.c (the other stores --peers
+ * measures) and uplink.c (the Redis uplink against redis-benchmark)
+ * share: the random generators, the clock, the key and value format, the
+ * bench's own failure codes, the interrupt flag, segment creation, and
+ * each mode's entry points.
  */
 #ifndef SHMC_BENCH_H
 #define SHMC_BENCH_H
@@ -236,5 +237,12 @@ int peer_get(struct peer_conn *c, unsigned n, const char *const *keys, size_t kl
 	     unsigned char *vals, size_t cap, size_t *vlens);
 
 void peer_disconnect(struct peer_conn *c);
+
+/* ---------------------------------------------------------- uplink mode */
+
+/* shmcache-bench --uplink (uplink.c): the Redis uplink against
+ * redis-benchmark on a redis-server of its own. Parses argv itself
+ * (--uplink --help lists its options). Returns the exit status. */
+int uplink_main(int argc, char **argv);
 
 #endif /* SHMC_BENCH_H */

@@ -21,7 +21,9 @@
  * reports which share of the data area holds payload at steady state. It
  * runs with --value-size and again with 1 KiB values.
  *
- * --trace measures eviction quality instead: see trace.c.
+ * --trace measures eviction quality instead: see trace.c. --herd
+ * (herd.c) measures read-through under expiry, --uplink (uplink.c) the
+ * Redis uplink next to redis-benchmark; both take options of their own.
  *
  * --peers runs the GET workloads against other stores as well (memcached,
  * Redis plain and pipelined, LMDB), each in the same run as the floor and
@@ -2017,6 +2019,9 @@ static void usage(FILE *out)
 		"                     to libshmcache at the same procs. Latency: every round\n"
 		"                     trip timed for a socket peer (a pipelined sample is the\n"
 		"                     whole batch's round trip), 1 op in %u for the others\n"
+		"  --herd             read-through under expiry (options: --herd --help)\n"
+		"  --uplink           the Redis uplink next to redis-benchmark on a\n"
+		"                     redis-server of its own (options: --uplink --help)\n"
 		"  --json             one JSON object per run, then a summary object (with\n"
 		"                     --trace: one per trace, no summary; with --peers: one\n"
 		"                     per peer and procs, no summary);\n"
@@ -2352,13 +2357,16 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 int main(int argc, char **argv)
 {
 	static struct bench b; /* large; zero-initialised */
-	/* --herd takes options of its own: see herd.c. */
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--herd") == 0) {
+	/* --herd and --uplink take options of their own: see herd.c and
+	 * uplink.c. */
+	for (int i = 1; i < argc; i++) {
+		bool herd = strcmp(argv[i], "--herd") == 0;
+		if (herd || strcmp(argv[i], "--uplink") == 0) {
 			setvbuf(stdout, NULL, _IOLBF, 0);
 			signals_install();
-			return herd_main(argc, argv);
+			return herd ? herd_main(argc, argv) : uplink_main(argc, argv);
 		}
+	}
 	if (config_parse(argc, argv, &b.cfg) != 0)
 		return 2;
 	/* Line-buffered even into a pipe: results and stderr diagnostics stay

@@ -75,6 +75,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -82,6 +83,7 @@
 #define BACKOFF_MAX_MS 2000
 #define SLOT_COUNT 16384
 #define KEY_SHOWN_MAX 32 /* bytes of a key quoted in messages */
+#define GET_PTTL_INLINE_KEY_MAX 200 /* longer keys take hiredis' argv formatting */
 
 struct shmc__rnode {
 	struct shmc__endpoint ep;
@@ -659,7 +661,7 @@ static void op_reset(struct shmc__rop *op)
 static void fail_all(struct shmc__rop *ops, size_t nops, const char *why)
 {
 	for (size_t i = 0; i < nops; i++) {
-		shmc__free(ops[i].val_out);
+		free(ops[i].val_out);
 		ops[i].val_out = NULL;
 		ops[i].vlen_out = 0;
 		ops[i].rc = SHMC_EUPLINK;
@@ -770,6 +772,49 @@ static int wrong_type(struct shmc__rnode *n, const struct shmc__rop *op, const c
 	return SHMC_EUPLINK;
 }
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_decimal(char *p, size_t v)
+{
+	char digits[24];
+	int n = 0;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = digits[--n];
+	return p;
+}
+
+/* Append "GET key" and "PTTL key" as one piece of RESP, the bytes
+ * redisAppendCommandArgv would produce for each, formatted on the stack:
+ * a GET is the uplink's most frequent operation, and hiredis' argv path
+ * allocates and frees a string per command. Keys over
+ * GET_PTTL_INLINE_KEY_MAX bytes return false (the caller formats them). */
+static bool append_get_pttl(redisContext *c, const void *key, size_t klen)
+{
+#define PUT_LITERAL(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+	char buf[2 * GET_PTTL_INLINE_KEY_MAX + 64], *p = buf;
+
+	if (klen > GET_PTTL_INLINE_KEY_MAX)
+		return false;
+	p = PUT_LITERAL(p, "*2\r\n$3\r\nGET\r\n$");
+	p = put_decimal(p, klen);
+	p = PUT_LITERAL(p, "\r\n");
+	memcpy(p, key, klen);
+	p += klen;
+	p = PUT_LITERAL(p, "\r\n*2\r\n$4\r\nPTTL\r\n$");
+	p = put_decimal(p, klen);
+	p = PUT_LITERAL(p, "\r\n");
+	memcpy(p, key, klen);
+	p += klen;
+	p = PUT_LITERAL(p, "\r\n");
+#undef PUT_LITERAL
+	redisAppendFormattedCommand(c, buf, (size_t)(p - buf));
+	return true;
+}
+
 /* Append op's commands. */
 static void append_op(redisContext *c, const struct shmc__rop *op)
 {
@@ -778,6 +823,8 @@ static void append_op(redisContext *c, const struct shmc__rop *op)
 
 	switch (op->kind) {
 	case SHMC__ROP_GET:
+		if (!op->asking && append_get_pttl(c, op->key, op->klen))
+			break;
 		if (op->asking)
 			redisAppendCommandArgv(c, 1, (const char **)asking, asking_len);
 		redisAppendCommandArgv(c, 2, (const char *[]){"GET", op->key},
@@ -864,7 +911,7 @@ static int take_op(struct shmc__rnode *n, struct shmc__rop *op, uint64_t deadlin
 			op->rc = SHMC_ENOTFOUND;
 			break;
 		}
-		op->val_out = shmc__zalloc(cmd->len);
+		op->val_out = malloc(cmd->len ? cmd->len : 1);
 		if (!op->val_out) {
 			op->rc = SHMC_ENOMEM;
 			snprintf(op->err, sizeof op->err, "out of memory for a value of %zu bytes",

@@ -41,7 +41,8 @@ struct shmc__rop {
 			   * (connection, timeout, breaker open, error reply,
 			   * garbage or wrong reply type: err says which); or a
 			   * SHMC__ROP_* redirect */
-	void *val_out;    /* GET: value, from shmc__malloc; the caller frees */
+	void *val_out;    /* GET: value, from malloc(3); the caller frees it with
+			   * free(3) (a loader's result as it is, no copy) */
 	size_t vlen_out;
 	int64_t pttl_ms;  /* GET: remaining remote TTL, -1 = none */
 	uint16_t slot;    /* MOVED/ASK: the slot named */

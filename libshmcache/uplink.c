@@ -10,6 +10,18 @@
  * bounded by the configured timeouts, so a caller never waits forever; an
  * open breaker answers at once.
  *
+ * Waking a sleeping thread costs the waker a system call and a pass through
+ * the scheduler, several microseconds: were the thread to wake every caller
+ * of a batch itself, it would spend most of its time doing that, one after
+ * the other, instead of sending the next batch. So it publishes every
+ * answer of a batch, wakes the first caller only, and leaves the rest to
+ * the callers: each one, once it sees its answer, wakes two more (a binary
+ * tree over the batch, see uplink_req.wake_next). The futex words are
+ * process-local (private futexes: no shared key for the kernel to look up).
+ * For the same reason the thread, when the queue runs dry, lingers a few
+ * microseconds (yielding the CPU) before it sleeps: the callers it has just
+ * answered are about to queue more.
+ *
  * Write-behind operations own copies of their key and value and are freed
  * by the thread; at most write_behind_queue of them wait at a time, beyond
  * that they are dropped and counted.
@@ -31,6 +43,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,14 +52,40 @@
 #include <urcu/wfcqueue.h>
 #include "atomic.h"
 
-#define IDLE_TICK_MS 50	    /* health checks and topology refresh while idle */
-#define CLAIM_RETRY_MS 1000 /* the node table was full: look again after this */
+#define IDLE_TICK_MS 50	     /* health checks and topology refresh while idle */
+#define IDLE_LINGER_NS 20000 /* look for more work this long before sleeping */
+#define CLAIM_RETRY_MS 1000  /* the node table was full: look again after this */
+
+/* ThreadSanitizer cannot see the ordering liburcu's wfcqueue gives (its
+ * atomics are inline assembly): tell it that what a caller wrote into a
+ * request before enqueueing it happens before the thread reads it. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define TSAN_ACQUIRE(addr) __tsan_acquire(addr)
+#define TSAN_RELEASE(addr) __tsan_release(addr)
+#else
+#define TSAN_ACQUIRE(addr) ((void)(addr))
+#define TSAN_RELEASE(addr) ((void)(addr))
+#endif
+
+/* Futex operations on words of this process only. */
+#define FUTEX_PRIVATE_BIT 128 /* FUTEX_PRIVATE_FLAG of <linux/futex.h> */
+#define FUTEX_WAIT_LOCAL (FUTEX_WAIT | FUTEX_PRIVATE_BIT)
+#define FUTEX_WAKE_LOCAL (FUTEX_WAKE | FUTEX_PRIVATE_BIT)
 
 struct uplink_req {
 	struct cds_wfcq_node node;
 	struct shmc__rop op;
 	bool owned;           /* write-behind: the thread frees it */
 	int32_t done;         /* futex word: 1 once op's result is set */
+	/* Written by the thread before done: the done words of the (at most
+	 * two) other callers of the same batch that this request's caller
+	 * wakes once it sees done, whether it slept or not. Those callers
+	 * may have seen their own answers and returned already: a wake-up
+	 * then finds nobody, or a later request of the same thread at the
+	 * same address, which sees done still 0 and sleeps again. */
+	int32_t *wake_next[2];
 	unsigned char data[]; /* owned copies of key and value */
 };
 
@@ -102,24 +141,29 @@ static void wake_thread(struct shmc__uplink *u)
 	cmm_smp_mb();
 	if (uatomic_read(&u->sleeping)) {
 		uatomic_inc(&u->wake);
-		futex_async(&u->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+		futex_async(&u->wake, FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
 	}
 }
 
 static void enqueue(struct shmc__uplink *u, struct uplink_req *r)
 {
 	cds_wfcq_node_init(&r->node);
+	TSAN_RELEASE(r);
 	cds_wfcq_enqueue(&u->head, &u->tail, &r->node);
 	wake_thread(u);
 }
 
-/* Enqueue r and sleep until the thread has answered it. */
+/* Enqueue r and sleep until the thread has answered it; then wake the
+ * callers r's answer hands on to. */
 static void submit_and_wait(struct shmc__uplink *u, struct uplink_req *r)
 {
 	enqueue(u, r);
 	while (!uatomic_read(&r->done))
-		futex_async(&r->done, FUTEX_WAIT, 0, NULL, NULL, 0);
+		futex_async(&r->done, FUTEX_WAIT_LOCAL, 0, NULL, NULL, 0);
 	cmm_smp_rmb();
+	for (int i = 0; i < 2; i++)
+		if (r->wake_next[i])
+			futex_async(r->wake_next[i], FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
 }
 
 /* Per-node totals, summed over a cluster's nodes (nodes are never removed,
@@ -275,13 +319,41 @@ static void complete(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink
 		if (t && r->op.rc != 0)
 			shmc__count(t, SHMC__CTR_write_behind_failed, 1);
 		uatomic_dec(&u->behind_pending);
-		shmc__free(r->op.val_out);
+		free(r->op.val_out);
 		shmc__free(r);
 		return;
 	}
 	cmm_smp_wmb();
 	uatomic_set(&r->done, 1);
-	futex_async(&r->done, FUTEX_WAKE, 1, NULL, NULL, 0);
+	futex_async(&r->done, FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
+}
+
+/* Hand a batch back: free its write-behinds; publish every other answer
+ * and wake the first caller, who starts the tree of wake-ups (caller j
+ * wakes callers 2j + 1 and 2j + 2). Once a request's done is set its
+ * memory may be gone (its caller returns): nothing of it is read after. */
+static void complete_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req **reqs,
+			   size_t n)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (reqs[i]->owned)
+			complete(u, t, reqs[i]);
+		else
+			reqs[m++] = reqs[i];
+	}
+	if (!m)
+		return;
+	for (size_t j = 0; j < m; j++) {
+		size_t child = 2 * j + 1;
+		reqs[j]->wake_next[0] = child < m ? &reqs[child]->done : NULL;
+		reqs[j]->wake_next[1] = child + 1 < m ? &reqs[child + 1]->done : NULL;
+	}
+	cmm_smp_wmb();
+	int32_t *first = &reqs[0]->done;
+	for (size_t j = 0; j < m; j++)
+		uatomic_set(&reqs[j]->done, 1);
+	futex_async(first, FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
 }
 
 /* Run up to cfg.batch queued requests as one pipelined round. Returns how
@@ -294,7 +366,9 @@ static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct upl
 		struct cds_wfcq_node *node = __cds_wfcq_dequeue_nonblocking(&u->head, &u->tail);
 		if (!node || node == CDS_WFCQ_WOULDBLOCK)
 			break;
-		reqs[n++] = caa_container_of(node, struct uplink_req, node);
+		reqs[n] = caa_container_of(node, struct uplink_req, node);
+		TSAN_ACQUIRE(reqs[n]);
+		n++;
 	}
 	if (!n)
 		return 0;
@@ -312,11 +386,28 @@ static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct upl
 		count_backend(u, t);
 		publish_nodes(u, t);
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		reqs[i]->op = ops[i];
-		complete(u, t, reqs[i]);
-	}
+	complete_batch(u, t, reqs, n);
 	return n;
+}
+
+/* The queue has just run dry. The callers a batch answered usually queue
+ * their next misses within microseconds, and waking this thread from sleep
+ * would cost each such caller a system call and the thread a trip through
+ * the scheduler (on another CPU, an interrupt): look again for a moment
+ * first, yielding the CPU to whatever else wants it meanwhile. true if
+ * work came. */
+static bool linger(struct shmc__uplink *u)
+{
+	uint64_t until = shmc__obs_now_ns() + IDLE_LINGER_NS;
+	for (;;) {
+		if (!cds_wfcq_empty(&u->head, &u->tail))
+			return true;
+		if (uatomic_read(&u->stop) || shmc__obs_now_ns() >= until)
+			return false;
+		sched_yield();
+	}
 }
 
 static void tick(struct shmc__uplink *u)
@@ -346,7 +437,7 @@ static void *uplink_main(void *arg)
 			count_backend(u, t);
 			publish_nodes(u, t);
 		}
-		if (ran)
+		if (ran || linger(u))
 			continue;
 		/* Nothing queued: sleep until a producer wakes us or a tick. */
 		int32_t seen = uatomic_read(&u->wake);
@@ -354,7 +445,7 @@ static void *uplink_main(void *arg)
 		cmm_smp_mb();
 		if (cds_wfcq_empty(&u->head, &u->tail) && !uatomic_read(&u->stop)) {
 			struct timespec nap = {0, IDLE_TICK_MS * 1000000L};
-			futex_async(&u->wake, FUTEX_WAIT, seen, &nap, NULL, 0);
+			futex_async(&u->wake, FUTEX_WAIT_LOCAL, seen, &nap, NULL, 0);
 		}
 		uatomic_set(&u->sleeping, 0);
 	}
@@ -362,6 +453,7 @@ static void *uplink_main(void *arg)
 	struct cds_wfcq_node *node;
 	while ((node = __cds_wfcq_dequeue_blocking(&u->head, &u->tail)) != NULL) {
 		struct uplink_req *r = caa_container_of(node, struct uplink_req, node);
+		TSAN_ACQUIRE(r);
 		r->op.rc = SHMC_EUPLINK;
 		snprintf(r->op.err, sizeof(r->op.err), "the handle is closing");
 		if (r->owned && t)
@@ -420,7 +512,7 @@ void shmc__uplink_stop(shmc_cache *c)
 		return;
 	uatomic_set(&u->stop, 1);
 	uatomic_inc(&u->wake);
-	futex_async(&u->wake, FUTEX_WAKE, 1, NULL, NULL, 0);
+	futex_async(&u->wake, FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
 	pthread_join(u->thread, NULL);
 	c->uplink = NULL;
 	if (u->cluster)
@@ -469,18 +561,12 @@ int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, siz
 	struct shmc__rop op = {.kind = SHMC__ROP_GET, .key = key, .klen = klen};
 	int rc = call(c, &op);
 	if (rc) {
-		shmc__free(op.val_out);
+		free(op.val_out);
 		return rc;
 	}
-	/* The loader's contract: malloc(3) memory, freed with free(3). */
-	void *copy = malloc(op.vlen_out ? op.vlen_out : 1);
-	if (!copy) {
-		shmc__free(op.val_out);
-		return SHMC_ENOMEM;
-	}
-	memcpy(copy, op.val_out, op.vlen_out);
-	shmc__free(op.val_out);
-	*val = copy;
+	/* The loader's contract (malloc(3) memory, freed with free(3)) is
+	 * val_out's own. */
+	*val = op.val_out;
 	*vlen = op.vlen_out;
 	/* Never longer than the remote key lives; never longer than the cap. */
 	uint64_t ttl = op.pttl_ms > 0 ? (uint64_t)op.pttl_ms : op.pttl_ms == 0 ? 1 : 0;

@@ -5,11 +5,12 @@
  * servers.sh start-cluster); SHMC_REDIS_CLUSTER_ENV names its env file.
  *
  * The test checks what the cluster says with its own hiredis connections
- * (CLUSTER NODES, CLUSTER KEYSLOT, INFO commandstats, plain GETs at the
- * owning master), never through the code under test. It changes the
- * cluster: a slot migrates from one master to another, and a master is
- * killed and, once its replica has taken over, started again (it rejoins
- * as a replica), so the cluster is healthy again when each test ends.
+ * (cluster_util.h: CLUSTER NODES, CLUSTER KEYSLOT, INFO commandstats, plain
+ * GETs at the owning master), never through the code under test. It
+ * changes the cluster: a slot migrates from one master to another, and a
+ * master is killed and, once its replica has taken over, started again (it
+ * rejoins as a replica), so the cluster is healthy again when each test
+ * ends.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,268 +32,16 @@
 
 #include <shmcache.h>
 
-#include "alloc.h"
+#include "cluster_util.h"
 #include "redis_cluster.h"
 #include "testutil.h"
 #include "uplink_uri.h"
 
-#define NODES_MAX 16
 #define BATCH 64
-
-/* ------------------------------------------------------- the env file */
-
-struct cluster_env {
-	char uri[1024];
-	unsigned nports;
-	uint16_t port[NODES_MAX];
-	pid_t pid[NODES_MAX];
-	char servers_sh[1024];
-	char dir[1024];
-};
-
-/* A value of the env file: KEY=VALUE or KEY='VALUE'. */
-static bool env_value(const char *line, const char *key, char *out, size_t cap)
-{
-	size_t klen = strlen(key);
-
-	if (strncmp(line, key, klen) != 0 || line[klen] != '=')
-		return false;
-	const char *v = line + klen + 1;
-	size_t len = strcspn(v, "\n");
-	if (len >= 2 && v[0] == '\'' && v[len - 1] == '\'') {
-		v++;
-		len -= 2;
-	}
-	assert_true(len < cap);
-	memcpy(out, v, len);
-	out[len] = '\0';
-	return true;
-}
-
-static void env_load(struct cluster_env *e)
-{
-	const char *path = getenv("SHMC_REDIS_CLUSTER_ENV");
-	char line[2048], val[1024];
-
-	memset(e, 0, sizeof *e);
-	if (!path || !*path)
-		fail_msg("SHMC_REDIS_CLUSTER_ENV is not set: run this test through ctest (fixture "
-			 "redis_cluster), or start a cluster with tests/uplink/servers.sh "
-			 "start-cluster DIR and set it to DIR/env");
-	FILE *f = fopen(path, "r");
-	if (!f)
-		fail_msg("cannot open %s: %s (did the fixture uplink_redis_cluster_start fail?)",
-			 path, strerror(errno));
-	while (fgets(line, sizeof line, f)) {
-		if (env_value(line, "SHMC_REDIS_CLUSTER_URI", e->uri, sizeof e->uri) ||
-		    env_value(line, "SHMC_SERVERS_SH", e->servers_sh, sizeof e->servers_sh) ||
-		    env_value(line, "SHMC_SERVERS_DIR", e->dir, sizeof e->dir))
-			continue;
-		if (env_value(line, "SHMC_REDIS_CLUSTER_PORTS", val, sizeof val)) {
-			for (char *p = strtok(val, ","); p && e->nports < NODES_MAX;
-			     p = strtok(NULL, ","))
-				e->port[e->nports++] = (uint16_t)atoi(p);
-		}
-	}
-	fclose(f);
-	assert_true(e->uri[0] && e->servers_sh[0] && e->dir[0]);
-	assert_int_equal(e->nports, 6);
-	/* pids after the ports, whatever the order of the lines */
-	f = fopen(path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof line, f)) {
-		for (unsigned i = 0; i < e->nports; i++) {
-			char key[64];
-			snprintf(key, sizeof key, "SHMC_REDIS_CLUSTER_PID_%u",
-				 (unsigned)e->port[i]);
-			if (env_value(line, key, val, sizeof val))
-				e->pid[i] = (pid_t)atol(val);
-		}
-	}
-	fclose(f);
-	for (unsigned i = 0; i < e->nports; i++)
-		assert_true(e->pid[i] > 0);
-}
-
-static pid_t env_pid_of(const struct cluster_env *e, uint16_t port)
-{
-	for (unsigned i = 0; i < e->nports; i++)
-		if (e->port[i] == port)
-			return e->pid[i];
-	fail_msg("port %u is not in the env file", (unsigned)port);
-	return -1;
-}
-
-/* ---------------------------------------------- our own connections */
-
-static redisContext *raw_connect(uint16_t port)
-{
-	struct timeval tv = {.tv_sec = 1};
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-
-	if (!c || c->err) {
-		if (c)
-			redisFree(c);
-		return NULL;
-	}
-	tv.tv_sec = 5;
-	redisSetTimeout(c, tv);
-	return c;
-}
-
-/* One command (argv) to port; the reply or NULL if the node is not there. */
-static redisReply *raw_argv(uint16_t port, int argc, const char **argv)
-{
-	redisContext *c = raw_connect(port);
-
-	if (!c)
-		return NULL;
-	redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-	redisFree(c);
-	return r;
-}
-
-/* The same with a printf-style command (no binary arguments). */
-static redisReply *raw_cmd(uint16_t port, const char *fmt, ...)
-{
-	redisContext *c = raw_connect(port);
-	va_list ap;
-
-	if (!c)
-		return NULL;
-	va_start(ap, fmt);
-	redisReply *r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	redisFree(c);
-	return r;
-}
-
-static void raw_ok(uint16_t port, const char *fmt, ...)
-{
-	redisContext *c = raw_connect(port);
-	va_list ap;
-
-	assert_non_null(c);
-	va_start(ap, fmt);
-	redisReply *r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	redisFree(c);
-	if (!r || r->type == REDIS_REPLY_ERROR)
-		fail_msg("port %u: '%s' failed: %s", (unsigned)port, fmt, r ? r->str : "no reply");
-	freeReplyObject(r);
-}
-
-/* ---------------------------------------------- the cluster's view */
-
-struct tnode {
-	char id[48];
-	uint16_t port;
-	bool master, failed;
-	char master_id[48];
-};
-
-struct topo {
-	struct tnode node[NODES_MAX];
-	unsigned n;
-	uint16_t slot_port[SHMC__CLUSTER_SLOTS]; /* owning master's port, 0 = none */
-};
-
-/* CLUSTER NODES from the first node of e that answers. */
-static void topo_load(const struct cluster_env *e, struct topo *t)
-{
-	redisReply *r = NULL;
-
-	memset(t, 0, sizeof *t);
-	for (unsigned i = 0; i < e->nports && !r; i++) {
-		r = raw_cmd(e->port[i], "CLUSTER NODES");
-		if (r && r->type != REDIS_REPLY_STRING) {
-			freeReplyObject(r);
-			r = NULL;
-		}
-	}
-	assert_non_null(r);
-	char *save = NULL;
-	for (char *line = strtok_r(r->str, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		assert_true(t->n < NODES_MAX);
-		struct tnode *nd = &t->node[t->n++];
-		char *fsave = NULL, *f[64];
-		unsigned nf = 0;
-		for (char *w = strtok_r(line, " ", &fsave); w && nf < 64;
-		     w = strtok_r(NULL, " ", &fsave))
-			f[nf++] = w;
-		assert_true(nf >= 8);
-		snprintf(nd->id, sizeof nd->id, "%s", f[0]);
-		char *colon = strrchr(strtok(f[1], "@"), ':');
-		assert_non_null(colon);
-		nd->port = (uint16_t)atoi(colon + 1);
-		nd->master = strstr(f[2], "master") != NULL;
-		nd->failed = strstr(f[2], "fail") != NULL;
-		snprintf(nd->master_id, sizeof nd->master_id, "%s", f[3]);
-		for (unsigned k = 8; k < nf && nd->master; k++) {
-			if (f[k][0] == '[')
-				continue; /* a migration in progress */
-			int first = atoi(f[k]), last = first;
-			char *dash = strchr(f[k], '-');
-			if (dash)
-				last = atoi(dash + 1);
-			for (int s = first; s <= last && s < SHMC__CLUSTER_SLOTS; s++)
-				t->slot_port[s] = nd->port;
-		}
-	}
-	freeReplyObject(r);
-}
-
-static const struct tnode *topo_by_port(const struct topo *t, uint16_t port)
-{
-	for (unsigned i = 0; i < t->n; i++)
-		if (t->node[i].port == port)
-			return &t->node[i];
-	fail_msg("no node on port %u", (unsigned)port);
-	return NULL;
-}
-
-/* The live masters, by port. */
-static unsigned topo_masters(const struct topo *t, uint16_t *ports)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < t->n; i++)
-		if (t->node[i].master && !t->node[i].failed)
-			ports[n++] = t->node[i].port;
-	return n;
-}
-
-/* The live replicas of the master on port. */
-static unsigned topo_replicas(const struct topo *t, uint16_t master_port, uint16_t *ports)
-{
-	const struct tnode *m = topo_by_port(t, master_port);
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < t->n; i++)
-		if (!t->node[i].master && !t->node[i].failed &&
-		    !strcmp(t->node[i].master_id, m->id))
-			ports[n++] = t->node[i].port;
-	return n;
-}
-
-/* Sum of "cmdstat_<cmd>:calls=N" on port. */
-static long long cmd_calls(uint16_t port, const char *cmd)
-{
-	redisReply *r = raw_cmd(port, "INFO commandstats");
-	char want[64];
-
-	assert_non_null(r);
-	assert_int_equal(r->type, REDIS_REPLY_STRING);
-	snprintf(want, sizeof want, "cmdstat_%s:calls=", cmd);
-	const char *p = strstr(r->str, want);
-	long long calls = p ? atoll(p + strlen(want)) : 0;
-	freeReplyObject(r);
-	return calls;
-}
 
 /* ------------------------------------------------- the cluster object */
 
-static struct shmc__rcluster *cluster_open(const struct cluster_env *e, const char *options)
+static struct shmc__rcluster *cluster_open(const struct tc_env *e, const char *options)
 {
 	struct shmc__uplink_config cfg;
 	char uri[1200], err[160];
@@ -328,7 +77,7 @@ static void op_key(struct shmc__rop *op, enum shmc__rop_kind kind, const char *k
 static void ops_release(struct shmc__rop *ops, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		shmc__free(ops[i].val_out);
+		free(ops[i].val_out);
 		ops[i].val_out = NULL;
 	}
 }
@@ -348,30 +97,6 @@ static void expect_op_value(const struct shmc__rop *op, const char *val)
 			 (int)op->vlen_out, (const char *)op->val_out, val);
 }
 
-/* Wait until the cluster is healthy on every node (after a test changed
- * it): cluster_state:ok, all slots served. */
-static void wait_cluster_ok(const struct cluster_env *e, unsigned timeout_ms)
-{
-	uint64_t deadline = tu_now_ms() + timeout_ms;
-
-	for (;;) {
-		bool ok = true;
-		for (unsigned i = 0; i < e->nports && ok; i++) {
-			redisReply *r = raw_cmd(e->port[i], "CLUSTER INFO");
-			ok = r && r->type == REDIS_REPLY_STRING &&
-			     strstr(r->str, "cluster_state:ok") &&
-			     strstr(r->str, "cluster_slots_ok:16384");
-			if (r)
-				freeReplyObject(r);
-		}
-		if (ok)
-			return;
-		if (tu_now_ms() > deadline)
-			fail_msg("the cluster is not healthy after %u ms", timeout_ms);
-		tu_sleep_ms(50);
-	}
-}
-
 /* ------------------------------------------------------------ tests */
 
 #define NKEYS 300
@@ -385,13 +110,13 @@ static void make_keys(char keys[][32], unsigned n, const char *prefix)
 static void test_redis_cluster_slots_match_server_keyslot(void **state)
 {
 	(void)state;
-	struct cluster_env e;
+	struct tc_env e;
 	char key[64];
 
-	env_load(&e);
+	tc_env_load(&e);
 	for (unsigned i = 0; i < 200; i++) {
 		snprintf(key, sizeof key, i % 3 ? "key:%u" : "{tag%u}x", i);
-		redisReply *r = raw_cmd(e.port[0], "CLUSTER KEYSLOT %s", key);
+		redisReply *r = tc_cmd(e.port[0], "CLUSTER KEYSLOT %s", key);
 		assert_non_null(r);
 		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
 		assert_int_equal(shmc__cluster_slot(key, strlen(key)), r->integer);
@@ -403,15 +128,15 @@ static void test_redis_cluster_keys_on_every_master_roundtrip(void **state)
 {
 	(void)state;
 	static char keys[NKEYS][32], vals[NKEYS][32];
-	struct cluster_env e;
-	struct topo t;
-	uint16_t masters[NODES_MAX];
-	unsigned per_master[NODES_MAX] = {0};
+	struct tc_env e;
+	struct tc_topo t;
+	uint16_t masters[TC_NODES_MAX];
+	unsigned per_master[TC_NODES_MAX] = {0};
 	struct shmc__rop ops[BATCH];
 
-	env_load(&e);
-	topo_load(&e, &t);
-	unsigned nmasters = topo_masters(&t, masters);
+	tc_env_load(&e);
+	tc_topo_load(&e, &t);
+	unsigned nmasters = tc_topo_masters(&t, masters);
 	assert_int_equal(nmasters, 3);
 	make_keys(keys, NKEYS, "spread");
 	for (unsigned i = 0; i < NKEYS; i++) {
@@ -435,7 +160,7 @@ static void test_redis_cluster_keys_on_every_master_roundtrip(void **state)
 	/* Each value is on the master that owns its slot (asked directly). */
 	for (unsigned i = 0; i < NKEYS; i++) {
 		uint16_t owner = t.slot_port[shmc__cluster_slot(keys[i], strlen(keys[i]))];
-		redisReply *r = raw_cmd(owner, "GET %s", keys[i]);
+		redisReply *r = tc_cmd(owner, "GET %s", keys[i]);
 		assert_non_null(r);
 		assert_int_equal(r->type, REDIS_REPLY_STRING);
 		assert_string_equal(r->str, vals[i]);
@@ -494,17 +219,17 @@ static void test_redis_cluster_replica_reads_served_by_replicas(void **state)
 {
 	(void)state;
 	static char keys[NKEYS][32], vals[NKEYS][32];
-	struct cluster_env e;
-	struct topo t;
-	uint16_t masters[NODES_MAX], replicas[NODES_MAX];
+	struct tc_env e;
+	struct tc_topo t;
+	uint16_t masters[TC_NODES_MAX], replicas[TC_NODES_MAX];
 	struct shmc__rop ops[BATCH];
 	const unsigned rounds = 3;
 
-	env_load(&e);
-	topo_load(&e, &t);
-	unsigned nmasters = topo_masters(&t, masters), nreplicas = 0;
+	tc_env_load(&e);
+	tc_topo_load(&e, &t);
+	unsigned nmasters = tc_topo_masters(&t, masters), nreplicas = 0;
 	for (unsigned m = 0; m < nmasters; m++)
-		nreplicas += topo_replicas(&t, masters[m], replicas + nreplicas);
+		nreplicas += tc_topo_replicas(&t, masters[m], replicas + nreplicas);
 	assert_int_equal(nreplicas, 3);
 
 	struct shmc__rcluster *cl = cluster_open(&e, "?replica_reads=1");
@@ -524,7 +249,7 @@ static void test_redis_cluster_replica_reads_served_by_replicas(void **state)
 	 * reached one replica (WAIT on each master covers the writes of all
 	 * its clients up to now). */
 	for (unsigned m = 0; m < nmasters; m++) {
-		redisContext *c = raw_connect(masters[m]);
+		redisContext *c = tc_connect(masters[m]);
 		assert_non_null(c);
 		redisReply *r = redisCommand(c, "WAIT 1 5000");
 		assert_non_null(r);
@@ -534,7 +259,7 @@ static void test_redis_cluster_replica_reads_served_by_replicas(void **state)
 		redisFree(c);
 	}
 	for (unsigned i = 0; i < e.nports; i++)
-		raw_ok(e.port[i], "CONFIG RESETSTAT");
+		tc_ok(e.port[i], "CONFIG RESETSTAT");
 
 	for (unsigned round = 0; round < rounds; round++) {
 		for (unsigned base = 0; base < NKEYS; base += BATCH) {
@@ -549,9 +274,9 @@ static void test_redis_cluster_replica_reads_served_by_replicas(void **state)
 	}
 	long long on_masters = 0, on_replicas = 0;
 	for (unsigned m = 0; m < nmasters; m++)
-		on_masters += cmd_calls(masters[m], "get");
+		on_masters += tc_cmd_calls(masters[m], "get");
 	for (unsigned r = 0; r < nreplicas; r++) {
-		long long calls = cmd_calls(replicas[r], "get");
+		long long calls = tc_cmd_calls(replicas[r], "get");
 		print_message("replica %u served %lld GETs\n", (unsigned)replicas[r], calls);
 		assert_true(calls > 0);
 		on_replicas += calls;
@@ -702,14 +427,14 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 {
 	(void)state;
 	static struct load l;
-	struct cluster_env e;
-	struct topo t;
-	uint16_t masters[NODES_MAX];
+	struct tc_env e;
+	struct tc_topo t;
+	uint16_t masters[TC_NODES_MAX];
 	pthread_t th;
 
-	env_load(&e);
-	topo_load(&e, &t);
-	unsigned nmasters = topo_masters(&t, masters);
+	tc_env_load(&e);
+	tc_topo_load(&e, &t);
+	unsigned nmasters = tc_topo_masters(&t, masters);
 	assert_int_equal(nmasters, 3);
 
 	/* Every key of the load shares the slot of the tag "mig". */
@@ -720,8 +445,8 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 			dst = masters[m];
 	assert_true(src && dst);
 	char src_id[48], dst_id[48];
-	snprintf(src_id, sizeof src_id, "%s", topo_by_port(&t, src)->id);
-	snprintf(dst_id, sizeof dst_id, "%s", topo_by_port(&t, dst)->id);
+	snprintf(src_id, sizeof src_id, "%s", tc_topo_by_port(&t, src)->id);
+	snprintf(dst_id, sizeof dst_id, "%s", tc_topo_by_port(&t, dst)->id);
 
 	memset(&l, 0, sizeof l);
 	l.nkeys = LOAD_KEYS;
@@ -733,14 +458,14 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 	wait_iterations(&l, 20, 10000);
 
 	/* The resharding steps of redis-cli --cluster reshard, by hand. */
-	raw_ok(dst, "CLUSTER SETSLOT %u IMPORTING %s", (unsigned)slot, src_id);
-	raw_ok(src, "CLUSTER SETSLOT %u MIGRATING %s", (unsigned)slot, dst_id);
+	tc_ok(dst, "CLUSTER SETSLOT %u IMPORTING %s", (unsigned)slot, src_id);
+	tc_ok(src, "CLUSTER SETSLOT %u MIGRATING %s", (unsigned)slot, dst_id);
 	wait_iterations(&l, 5, 10000);
 	char port_arg[8];
 	snprintf(port_arg, sizeof port_arg, "%u", (unsigned)dst);
 	unsigned migrated = 0;
 	for (;;) {
-		redisReply *r = raw_cmd(src, "CLUSTER GETKEYSINSLOT %u 4", (unsigned)slot);
+		redisReply *r = tc_cmd(src, "CLUSTER GETKEYSINSLOT %u 4", (unsigned)slot);
 		assert_non_null(r);
 		assert_int_equal(r->type, REDIS_REPLY_ARRAY);
 		if (r->elements == 0) {
@@ -752,7 +477,7 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 		int argc = 7;
 		for (size_t i = 0; i < r->elements; i++)
 			argv[argc++] = r->element[i]->str;
-		redisReply *m = raw_argv(src, argc, argv);
+		redisReply *m = tc_argv(src, argc, argv);
 		assert_non_null(m);
 		if (m->type == REDIS_REPLY_ERROR)
 			fail_msg("MIGRATE: %s", m->str);
@@ -765,11 +490,11 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 	assert_true(wait_stat(l.cl, true, 10000));
 	wait_iterations(&l, 5, 10000);
 
-	raw_ok(dst, "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
-	raw_ok(src, "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
+	tc_ok(dst, "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
+	tc_ok(src, "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
 	for (unsigned m = 0; m < nmasters; m++)
 		if (masters[m] != src && masters[m] != dst)
-			raw_ok(masters[m], "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
+			tc_ok(masters[m], "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
 	/* Now src answers MOVED, once: the client's map follows. */
 	assert_true(wait_stat(l.cl, false, 10000));
 	wait_iterations(&l, 50, 10000);
@@ -795,10 +520,10 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 	assert_true(st.redirects_moved > 0);
 
 	/* The cluster agrees: dst serves the slot. */
-	topo_load(&e, &t);
+	tc_topo_load(&e, &t);
 	assert_int_equal(t.slot_port[slot], dst);
 	shmc__rcluster_free(l.cl);
-	wait_cluster_ok(&e, 10000);
+	tc_wait_cluster_ok(&e, 10000);
 }
 
 /* A forked child: its own cluster object, one round trip, then free, whose
@@ -806,7 +531,7 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
  * urcu-memb, forever absent in the child) was running exec at the fork. */
 static int fork_child(unsigned index, void *arg)
 {
-	const struct cluster_env *e = arg;
+	const struct tc_env *e = arg;
 	struct shmc__uplink_config cfg;
 	struct shmc__rcluster *cl = NULL;
 	struct shmc__rop op;
@@ -826,10 +551,10 @@ static void test_redis_cluster_fork_during_load_child_not_stuck(void **state)
 {
 	(void)state;
 	static struct load l;
-	struct cluster_env e;
+	struct tc_env e;
 	pthread_t th;
 
-	env_load(&e);
+	tc_env_load(&e);
 	memset(&l, 0, sizeof l);
 	l.nkeys = LOAD_KEYS;
 	for (unsigned k = 0; k < l.nkeys; k++)
@@ -853,15 +578,15 @@ static void test_redis_cluster_master_killed_replica_takes_over(void **state)
 {
 	(void)state;
 	static struct load l;
-	struct cluster_env e;
-	struct topo t;
-	uint16_t masters[NODES_MAX], replicas[NODES_MAX];
+	struct tc_env e;
+	struct tc_topo t;
+	uint16_t masters[TC_NODES_MAX], replicas[TC_NODES_MAX];
 	pthread_t th;
 
-	env_load(&e);
-	wait_cluster_ok(&e, 10000);
-	topo_load(&e, &t);
-	unsigned nmasters = topo_masters(&t, masters);
+	tc_env_load(&e);
+	tc_wait_cluster_ok(&e, 10000);
+	tc_topo_load(&e, &t);
+	unsigned nmasters = tc_topo_masters(&t, masters);
 	assert_int_equal(nmasters, 3);
 
 	/* Keys on every master; the victim is the owner of the first. */
@@ -870,9 +595,9 @@ static void test_redis_cluster_master_killed_replica_takes_over(void **state)
 	for (unsigned k = 0; k < l.nkeys; k++)
 		snprintf(l.keys[k], sizeof l.keys[k], "failover:%u", k);
 	uint16_t victim = t.slot_port[shmc__cluster_slot(l.keys[0], strlen(l.keys[0]))];
-	assert_int_equal(topo_replicas(&t, victim, replicas), 1);
+	assert_int_equal(tc_topo_replicas(&t, victim, replicas), 1);
 	uint16_t heir = replicas[0];
-	pid_t victim_pid = env_pid_of(&e, victim);
+	pid_t victim_pid = tc_env_pid_of(&e, victim);
 
 	l.cl = cluster_open(&e, NULL);
 	l.pause_us = 1000;
@@ -924,20 +649,17 @@ static void test_redis_cluster_master_killed_replica_takes_over(void **state)
 	assert_true(last - kill_ms < 20000);
 
 	/* The cluster promoted the replica. */
-	topo_load(&e, &t);
-	const struct tnode *h = topo_by_port(&t, heir);
+	tc_topo_load(&e, &t);
+	const struct tc_node *h = tc_topo_by_port(&t, heir);
 	assert_true(h->master);
 	assert_int_equal(t.slot_port[shmc__cluster_slot(l.keys[0], strlen(l.keys[0]))], heir);
 	shmc__rcluster_free(l.cl);
 
 	/* Put the killed node back: it rejoins as the heir's replica. */
-	char cmd[2600];
-	snprintf(cmd, sizeof cmd, "bash '%s' restart-node '%s' %u >&2", e.servers_sh, e.dir,
-		 (unsigned)victim);
-	assert_int_equal(system(cmd), 0);
-	wait_cluster_ok(&e, 30000);
-	topo_load(&e, &t);
-	assert_false(topo_by_port(&t, victim)->master);
+	tc_restart_node(&e, victim);
+	tc_wait_cluster_ok(&e, 30000);
+	tc_topo_load(&e, &t);
+	assert_false(tc_topo_by_port(&t, victim)->master);
 }
 
 int main(void)

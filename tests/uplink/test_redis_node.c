@@ -43,7 +43,6 @@
 #include <hiredis/hiredis.h>
 #include <shmcache.h>
 
-#include "alloc.h"
 #include "redis_node.h"
 #include "uplink_uri.h"
 
@@ -627,7 +626,7 @@ static struct shmc__rop op_del(const char *key)
 static void ops_release(struct shmc__rop *ops, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		shmc__free(ops[i].val_out);
+		free(ops[i].val_out);
 		ops[i].val_out = NULL;
 	}
 }
@@ -1908,6 +1907,40 @@ static void test_redis_node_real_binary_keys_and_values(void **state)
 	ops_release(&get_empty, 1);
 }
 
+/* GET keys of every length class the request formatting treats apart
+ * (one to four length digits, at and past the longest key formatted
+ * inline) in one pipeline, each after its SET: every value comes back. */
+static void test_redis_node_real_get_keys_of_every_length(void **state)
+{
+	struct real *rs = real_of(state);
+	struct shmc__rnode *n = rs->node = real_node(rs, "");
+	static const size_t lens[] = {1, 9, 10, 99, 100, 199, 200, 201, 999, 1000, 4000};
+	enum { NLENS = sizeof lens / sizeof lens[0] };
+	static char keys[NLENS][4000], vals[NLENS][32];
+	struct shmc__rop ops[2 * NLENS];
+
+	for (size_t i = 0; i < NLENS; i++) {
+		for (size_t j = 0; j < lens[i]; j++)
+			keys[i][j] = (char)(j % 3 ? 'a' + (i + j) % 26 : '\r'); /* CRs inside */
+		snprintf(vals[i], sizeof vals[i], "len-%zu", lens[i]);
+		ops[2 * i] = (struct shmc__rop){.kind = SHMC__ROP_SET,
+						.key = keys[i],
+						.klen = lens[i],
+						.val = vals[i],
+						.vlen = strlen(vals[i]),
+						.px_ms = 100000};
+		ops[2 * i + 1] =
+			(struct shmc__rop){.kind = SHMC__ROP_GET, .key = keys[i], .klen = lens[i]};
+	}
+	assert_int_equal(shmc__rnode_exec(n, ops, 2 * NLENS), 0);
+	for (size_t i = 0; i < NLENS; i++) {
+		assert_int_equal(ops[2 * i].rc, 0);
+		assert_value(&ops[2 * i + 1], vals[i], strlen(vals[i]));
+		assert_true(ops[2 * i + 1].pttl_ms > 0 && ops[2 * i + 1].pttl_ms <= 100000);
+	}
+	ops_release(ops, 2 * NLENS);
+}
+
 static void test_redis_node_real_pipeline_of_1000_gets(void **state)
 {
 	struct real *rs = real_of(state);
@@ -2137,6 +2170,7 @@ int main(void)
 		REAL_TEST(test_redis_node_real_set_get_del_round_trip),
 		REAL_TEST(test_redis_node_real_pttl_reported),
 		REAL_TEST(test_redis_node_real_binary_keys_and_values),
+		REAL_TEST(test_redis_node_real_get_keys_of_every_length),
 		REAL_TEST(test_redis_node_real_pipeline_of_1000_gets),
 		REAL_TEST(test_redis_node_real_error_reply_keeps_node),
 		REAL_TEST(test_redis_node_real_select_db),
