@@ -13,9 +13,6 @@
  * The binary is looked for next to this test's executable (both are built
  * at the build directory's root); SHMCACHE_BENCH overrides the path.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,15 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "testutil.h"
 #include "tu_json.h"
+#include "tu_run.h"
 
 #define CHILD_WATCHDOG_S 240u /* the bench's servers die with it (PDEATHSIG) */
 #define NPROCS 2u
@@ -43,106 +37,25 @@ static const char *const peer_names[] = {
 
 /* ------------------------------------------------------- running the bench */
 
-struct bench_run {
-	int status; /* exit code; -1 if killed by a signal */
-	char *out;  /* NUL-terminated */
-	size_t out_len;
-	char *err;  /* NUL-terminated */
-	size_t err_len;
-};
-
 static const char *bench_path(void)
 {
-	static char path[PATH_MAX];
-	const char *env = getenv("SHMCACHE_BENCH");
-	ssize_t n;
-	char *slash;
-
-	if (env != NULL)
-		return env;
-	n = readlink("/proc/self/exe", path, sizeof path - 16);
-	if (n <= 0)
-		return "./shmcache-bench";
-	path[n] = '\0';
-	slash = strrchr(path, '/');
-	snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "shmcache-bench");
-	return path;
-}
-
-static char *slurp_fd(int fd, size_t *len)
-{
-	struct stat st;
-	char *buf;
-	size_t got = 0;
-
-	if (fstat(fd, &st) != 0 || lseek(fd, 0, SEEK_SET) != 0)
-		return NULL;
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL)
-		return NULL;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*len = got;
-	return buf;
+	return tu_sibling_program("SHMCACHE_BENCH", "shmcache-bench");
 }
 
 /* Runs the bench with args (NULL-terminated), PATH replaced by path_env
- * unless NULL; stdout and stderr go to memory files, stdin is /dev/null. */
-static void bench_runv(struct bench_run *r, const char *path_env, const char *const *args)
+ * unless NULL; stdin is /dev/null. */
+static void bench_runv(struct tu_run *r, const char *path_env, const char *const *args)
 {
-	const char *argv[32];
-	size_t n = 0;
-	int out_fd, err_fd, status;
-	pid_t pid;
+	const struct tu_spawn_opts opts = {
+		.path_env = path_env,
+		.watchdog_s = CHILD_WATCHDOG_S,
+	};
 
-	argv[n++] = "shmcache-bench";
-	for (; args[n - 1] != NULL && n < 31; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	out_fd = memfd_create("bench-stdout", 0);
-	err_fd = memfd_create("bench-stderr", 0);
-	assert_true(out_fd >= 0 && err_fd >= 0);
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-
-		tu_child_init(CHILD_WATCHDOG_S);
-		dup2(in, STDIN_FILENO);
-		dup2(out_fd, STDOUT_FILENO);
-		dup2(err_fd, STDERR_FILENO);
-		if (path_env != NULL)
-			setenv("PATH", path_env, 1);
-		execv(bench_path(), (char *const *)argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", bench_path(), strerror(errno));
-		_exit(127);
-	}
-	memset(r, 0, sizeof *r);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	r->out = slurp_fd(out_fd, &r->out_len);
-	r->err = slurp_fd(err_fd, &r->err_len);
-	assert_non_null(r->out);
-	assert_non_null(r->err);
-	close(out_fd);
-	close(err_fd);
+	assert_int_equal(tu_run(r, bench_path(), "shmcache-bench", args, &opts), 0);
 	if (r->status == 127)
 		fail_msg("could not run the bench at %s: %s", bench_path(), r->err);
-	if (!WIFEXITED(status))
-		fail_msg("the bench was killed by signal %d; stderr: %s", WTERMSIG(status), r->err);
-}
-
-static void bench_run_free(struct bench_run *r)
-{
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof *r);
+	if (r->term_signal != 0)
+		fail_msg("the bench was killed by signal %d; stderr: %s", r->term_signal, r->err);
 }
 
 /* ------------------------------------------------------------------ rows */
@@ -206,7 +119,7 @@ static void row_check(const char *line, size_t len, unsigned seen[NPEERS][NPROCS
 
 static void test_bench_peers_json_has_every_peer_for_1_and_2_procs(void **state)
 {
-	struct bench_run r;
+	struct tu_run r;
 	unsigned seen[NPEERS][NPROCS + 1];
 	const char *line;
 
@@ -230,13 +143,13 @@ static void test_bench_peers_json_has_every_peer_for_1_and_2_procs(void **state)
 			if (seen[p][procs] != 1)
 				fail_msg("%u rows for %s at %u procs, expected 1; stdout:\n%s",
 					 seen[p][procs], peer_names[p], procs, r.out);
-	bench_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_bench_peers_missing_servers_fail_naming_them(void **state)
 {
 	char dir[] = "/tmp/t.bench-peers.XXXXXX";
-	struct bench_run r;
+	struct tu_run r;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir)); /* PATH: a directory with no server in it */
@@ -250,7 +163,7 @@ static void test_bench_peers_missing_servers_fail_naming_them(void **state)
 		fail_msg("stderr names not both servers: %s", r.err);
 	if (r.out_len != 0)
 		fail_msg("rows printed without every peer: %s", r.out);
-	bench_run_free(&r);
+	tu_run_free(&r);
 }
 
 int main(void)

@@ -11,7 +11,6 @@
  * docs/dump-format.md, so a tool and a document that drift apart fail.
  */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -21,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +31,7 @@
 #include "segment.h" /* SHMC__MAGIC, to fake a segment of another build */
 #include "testutil.h"
 #include "tu_json.h"
+#include "tu_run.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -114,93 +113,26 @@ struct tool_run {
 
 static const char *tool_path(void)
 {
-	static char path[PATH_MAX];
-	const char *env = getenv("SHMCACHE_TOOL");
-	ssize_t n;
-	char *slash;
-
-	if (env != NULL)
-		return env;
-	n = readlink("/proc/self/exe", path, sizeof path - 16);
-	if (n <= 0)
-		return "./shmcache";
-	path[n] = '\0';
-	slash = strrchr(path, '/');
-	snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "shmcache");
-	return path;
+	return tu_sibling_program("SHMCACHE_TOOL", "shmcache");
 }
 
-static unsigned char *slurp_fd(int fd, size_t *len)
-{
-	struct stat st;
-	unsigned char *buf;
-	size_t got = 0;
-
-	if (fstat(fd, &st) != 0 || lseek(fd, 0, SEEK_SET) != 0)
-		return NULL;
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL)
-		return NULL;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*len = got;
-	return buf;
-}
-
-/* Run the tool with argv (NULL-terminated after the first argument) and in
- * as its stdin (NULL: /dev/null). Output goes to memory files, so nothing
- * can block whatever the tool writes. */
+/* Run the tool with args (NULL-terminated) and in as its stdin (NULL:
+ * /dev/null). */
 static void tool_runv(struct tool_run *r, const void *in, size_t in_len, const char *const *args)
 {
-	const char *argv[32];
-	int in_fd, out_fd, err_fd, status;
-	size_t n = 0;
-	pid_t pid;
+	const struct tu_spawn_opts opts = {
+		.in = in,
+		.in_len = in_len,
+		.watchdog_s = CHILD_WATCHDOG_S,
+	};
+	struct tu_run run;
 
-	argv[n++] = "shmcache";
-	for (; args[n - 1] != NULL && n < 31; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-
-	memset(r, 0, sizeof *r);
-	in_fd = memfd_create("tool-stdin", 0);
-	out_fd = memfd_create("tool-stdout", 0);
-	err_fd = memfd_create("tool-stderr", 0);
-	assert_true(in_fd >= 0 && out_fd >= 0 && err_fd >= 0);
-	if (in != NULL)
-		assert_int_equal(write(in_fd, in, in_len), (ssize_t)in_len);
-	assert_int_equal(lseek(in_fd, 0, SEEK_SET), 0);
-
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		tu_child_init(CHILD_WATCHDOG_S);
-		if (in == NULL) {
-			close(in_fd);
-			in_fd = open("/dev/null", O_RDONLY);
-		}
-		dup2(in_fd, STDIN_FILENO);
-		dup2(out_fd, STDOUT_FILENO);
-		dup2(err_fd, STDERR_FILENO);
-		execv(tool_path(), (char *const *)argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", tool_path(), strerror(errno));
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	r->out = slurp_fd(out_fd, &r->out_len);
-	r->err = (char *)slurp_fd(err_fd, &r->err_len);
-	assert_non_null(r->out);
-	assert_non_null(r->err);
-	close(in_fd);
-	close(out_fd);
-	close(err_fd);
+	assert_int_equal(tu_run(&run, tool_path(), "shmcache", args, &opts), 0);
+	r->status = run.status;
+	r->out = (unsigned char *)run.out;
+	r->out_len = run.out_len;
+	r->err = run.err;
+	r->err_len = run.err_len;
 	if (r->status == 127)
 		fail_msg("could not run the tool at %s: %s", tool_path(), r->err);
 }
@@ -250,7 +182,7 @@ static unsigned char *read_file(const char *path, size_t *len)
 	unsigned char *buf;
 
 	assert_true(fd >= 0);
-	buf = slurp_fd(fd, len);
+	buf = (unsigned char *)tu_slurp_fd(fd, len);
 	close(fd);
 	assert_non_null(buf);
 	return buf;

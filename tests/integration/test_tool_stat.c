@@ -16,8 +16,6 @@
  * expositions.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -29,10 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +40,7 @@
 #include "segment.h" /* SHMC__MAGIC, to fake a segment of another build */
 #include "testutil.h"
 #include "tu_json.h"
+#include "tu_run.h"
 
 #define SEGMENT_BYTES (8u << 20)
 #define CHUNK_BYTES (256u << 10)
@@ -94,106 +91,32 @@ static int teardown(void **state)
 
 /* ------------------------------------------------------- running the tool */
 
-struct tool_run {
-	int status; /* exit code; -1 if killed by a signal */
-	char *out;  /* NUL-terminated */
-	size_t out_len;
-	char *err;  /* NUL-terminated */
-	size_t err_len;
-};
-
 static const char *tool_path(void)
 {
-	static char path[PATH_MAX];
-	const char *env = getenv("SHMCACHE_STAT_TOOL");
-	ssize_t n;
-	char *slash;
-
-	if (env != NULL)
-		return env;
-	n = readlink("/proc/self/exe", path, sizeof path - 16);
-	if (n <= 0)
-		return "./shmcache-stat";
-	path[n] = '\0';
-	slash = strrchr(path, '/');
-	snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "shmcache-stat");
-	return path;
+	return tu_sibling_program("SHMCACHE_STAT_TOOL", "shmcache-stat");
 }
 
-static char *slurp_fd(int fd, size_t *len)
-{
-	struct stat st;
-	char *buf;
-	size_t got = 0;
-
-	if (fstat(fd, &st) != 0 || lseek(fd, 0, SEEK_SET) != 0)
-		return NULL;
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL)
-		return NULL;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*len = got;
-	return buf;
-}
-
-/* Start the tool with args (NULL-terminated); its stdout and stderr go to
- * memory files (so nothing can block), stdin is /dev/null. */
+/* Start the tool with args (NULL-terminated), stdin /dev/null; collect it
+ * with tool_collect. */
 static pid_t tool_spawn(const char *const *args, int *out_fd, int *err_fd)
 {
-	const char *argv[32];
-	size_t n = 0;
-	pid_t pid;
+	const struct tu_spawn_opts opts = {.watchdog_s = CHILD_WATCHDOG_S};
+	pid_t pid = tu_spawn(tool_path(), "shmcache-stat", args, &opts, out_fd, err_fd);
 
-	argv[n++] = "shmcache-stat";
-	for (; args[n - 1] != NULL && n < 31; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	*out_fd = memfd_create("stat-stdout", 0);
-	*err_fd = memfd_create("stat-stderr", 0);
-	assert_true(*out_fd >= 0 && *err_fd >= 0);
-	fflush(NULL);
-	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-
-		tu_child_init(CHILD_WATCHDOG_S);
-		dup2(in, STDIN_FILENO);
-		dup2(*out_fd, STDOUT_FILENO);
-		dup2(*err_fd, STDERR_FILENO);
-		execv(tool_path(), (char *const *)argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", tool_path(), strerror(errno));
-		_exit(127);
-	}
 	return pid;
 }
 
-static void tool_collect(struct tool_run *r, pid_t pid, int out_fd, int err_fd)
+static void tool_collect(struct tu_run *r, pid_t pid, int out_fd, int err_fd)
 {
-	int status;
-
-	memset(r, 0, sizeof *r);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	r->out = slurp_fd(out_fd, &r->out_len);
-	r->err = slurp_fd(err_fd, &r->err_len);
-	assert_non_null(r->out);
-	assert_non_null(r->err);
-	close(out_fd);
-	close(err_fd);
+	assert_int_equal(tu_collect(r, pid, out_fd, err_fd), 0);
 	if (r->status == 127)
 		fail_msg("could not run the tool at %s: %s", tool_path(), r->err);
-	if (!WIFEXITED(status))
-		fail_msg("the tool was killed by signal %d; stderr: %s", WTERMSIG(status), r->err);
+	if (r->term_signal != 0)
+		fail_msg("the tool was killed by signal %d; stderr: %s", r->term_signal, r->err);
 }
 
-static void tool_runv(struct tool_run *r, const char *const *args)
+static void tool_runv(struct tu_run *r, const char *const *args)
 {
 	int out_fd, err_fd;
 	pid_t pid = tool_spawn(args, &out_fd, &err_fd);
@@ -207,20 +130,13 @@ static void tool_runv(struct tool_run *r, const char *const *args)
 		tool_runv((r), args_);                                            \
 	} while (0)
 
-static void tool_run_free(struct tool_run *r)
-{
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof *r);
-}
-
-static void expect_status(const struct tool_run *r, int status)
+static void expect_status(const struct tu_run *r, int status)
 {
 	if (r->status != status)
 		fail_msg("exit status %d, expected %d; stderr: %s", r->status, status, r->err);
 }
 
-static void expect_out(const struct tool_run *r, const char *needle)
+static void expect_out(const struct tu_run *r, const char *needle)
 {
 	if (strstr(r->out, needle) == NULL)
 		fail_msg("stdout lacks \"%s\":\n%s", needle, r->out);
@@ -992,7 +908,7 @@ static void test_stat_once_shows_every_section(void **state)
 		"sweeper", "attached", "hot keys", "key:0000",
 		"breakers     none (no attached process uses an uplink)",
 	};
-	struct tool_run r;
+	struct tu_run r;
 
 	open_with_keys(f);
 	read_skewed(f->c);
@@ -1002,7 +918,7 @@ static void test_stat_once_shows_every_section(void **state)
 		expect_out(&r, sections[i]);
 	/* not a terminal: no screen control */
 	assert_null(strchr(r.out, '\033'));
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_once_json_matches_the_library(void **state)
@@ -1010,7 +926,7 @@ static void test_stat_once_json_matches_the_library(void **state)
 	struct fixture *f = *state;
 	struct shmc_stats st;
 	struct shmc_latency lat;
-	struct tool_run r;
+	struct tu_run r;
 	struct tu_json *j;
 	uint64_t gets;
 
@@ -1077,13 +993,13 @@ static void test_stat_once_json_matches_the_library(void **state)
 	}
 	assert_string_equal(tu_json_member(hot->child, "key")->string, "key:0000");
 	tu_json_free(j);
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_json_intervals_have_documented_fields_and_rates(void **state)
 {
 	struct fixture *f = *state;
-	struct tool_run r;
+	struct tu_run r;
 	struct tu_json *lines[2];
 	const char *at;
 	uint64_t sets = 0;
@@ -1152,13 +1068,13 @@ static void test_stat_json_intervals_have_documented_fields_and_rates(void **sta
 	assert_true(ju64(lines[1], "totals.gets") > ju64(lines[0], "totals.gets"));
 	tu_json_free(lines[0]);
 	tu_json_free(lines[1]);
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_interval_text_repeats_without_screen_control(void **state)
 {
 	struct fixture *f = *state;
-	struct tool_run r;
+	struct tu_run r;
 	unsigned headers = 0;
 
 	open_with_keys(f);
@@ -1170,7 +1086,7 @@ static void test_stat_interval_text_repeats_without_screen_control(void **state)
 	assert_int_equal(headers, 2);
 	expect_out(&r, "/s");
 	assert_null(strchr(r.out, '\033'));
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_prometheus_output_is_a_valid_exposition(void **state)
@@ -1178,7 +1094,7 @@ static void test_stat_prometheus_output_is_a_valid_exposition(void **state)
 	struct fixture *f = *state;
 	struct shmc_stats st;
 	struct shmc_latency lat;
-	struct tool_run r;
+	struct tu_run r;
 	const char *why;
 	char series[512];
 
@@ -1218,7 +1134,7 @@ static void test_stat_prometheus_output_is_a_valid_exposition(void **state)
 	snprintf(series, sizeof series, "shmcache_op_latency_seconds_sum{segment=\"%s\",op=\"get\"}",
 	         f->name);
 	assert_true(fabs(prom_sample(r.out, series) - (double)lat.sum_ns / 1e9) < 1e-6);
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_exposition_validator_rejects_broken_text(void **state)
@@ -1277,7 +1193,7 @@ static void test_stat_hot_table_escapes_binary_keys_and_marks_truncated_ones(voi
 	static const unsigned char binary[] = {'b', 0x01, '\\', 0xff, 'z'};
 	char longkey[100], buf[16];
 	size_t vlen;
-	struct tool_run r;
+	struct tu_run r;
 
 	assert_int_equal(tu_open_fresh(f->name, SEGMENT_BYTES, CHUNK_BYTES, 0, &f->c), 0);
 	shmc_close(f->c);
@@ -1300,21 +1216,21 @@ static void test_stat_hot_table_escapes_binary_keys_and_marks_truncated_ones(voi
 	assert_null(strstr(r.out, "memory"));      /* only the table */
 	for (const unsigned char *p = (const unsigned char *)r.out; *p; p++)
 		assert_true(*p == '\n' || (*p >= 0x20 && *p < 0x7f));
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	/* --hot without K: 20 keys at most, so "plain" is there (and one
 	 * interval's refresh); "--hot=K" works */
 	tool_run(&r, "-n", "1", "-i", "0.05", "--hot", f->name);
 	expect_status(&r, 0);
 	expect_out(&r, "plain");
-	tool_run_free(&r);
+	tu_run_free(&r);
 	tool_run(&r, "--once", "--json", "--hot=1", f->name);
 	expect_status(&r, 0);
 	struct tu_json *j = parse_line(r.out, r.out_len - 1);
 	const struct tu_json *hot = tu_json_member(j, "hot_keys");
 	assert_int_equal(tu_json_count(hot), 1);
 	tu_json_free(j);
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	tool_run(&r, "--once", "--json", "--hot", "3", f->name);
 	expect_status(&r, 0);
@@ -1332,13 +1248,13 @@ static void test_stat_hot_table_escapes_binary_keys_and_marks_truncated_ones(voi
 		}
 	}
 	tu_json_free(j);
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_procs_table_lists_each_process(void **state)
 {
 	struct fixture *f = *state;
-	struct tool_run r;
+	struct tu_run r;
 	char pid[32];
 
 	open_with_keys(f);
@@ -1352,18 +1268,18 @@ static void test_stat_procs_table_lists_each_process(void **state)
 	expect_out(&r, pid);
 	expect_out(&r, "(this tool)");
 	assert_null(strstr(r.out, "hot keys"));
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	tool_run(&r, "--procs", "-n", "1", "-i", "0.1", f->name);
 	expect_status(&r, 0);
 	expect_out(&r, "gets/s");
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_missing_segment_exits_1_with_one_line_naming_it(void **state)
 {
 	struct fixture *f = *state;
-	struct tool_run r;
+	struct tu_run r;
 	static const char *const modes[] = {"--once", "--json", "--prometheus", "--hot"};
 
 	for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
@@ -1374,7 +1290,7 @@ static void test_stat_missing_segment_exits_1_with_one_line_naming_it(void **sta
 		/* one line */
 		assert_int_equal(strchr(r.err, '\n') - r.err + 1, (long)r.err_len);
 		assert_int_equal(r.out_len, 0);
-		tool_run_free(&r);
+		tu_run_free(&r);
 	}
 }
 
@@ -1384,7 +1300,7 @@ static void test_stat_segment_of_another_build_exits_1_naming_it(void **state)
 	char path[TU_NAME_MAX + 32];
 	unsigned char header[8192] = {0};
 	uint64_t magic = SHMC__MAGIC, foreign_sig = 0x0123456789abcdefull;
-	struct tool_run r;
+	struct tu_run r;
 	FILE *fp;
 
 	/* our magic, another layout signature: what another build leaves */
@@ -1402,7 +1318,7 @@ static void test_stat_segment_of_another_build_exits_1_naming_it(void **state)
 	if (strstr(r.err, f->name) == NULL || strstr(r.err, "incompatible") == NULL)
 		fail_msg("stderr: %s", r.err);
 	assert_int_equal(strchr(r.err, '\n') - r.err + 1, (long)r.err_len);
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	/* garbage: not ours at all */
 	memset(header, 0x5a, sizeof header);
@@ -1414,7 +1330,7 @@ static void test_stat_segment_of_another_build_exits_1_naming_it(void **state)
 	expect_status(&r, 1);
 	if (strstr(r.err, f->name) == NULL)
 		fail_msg("stderr: %s", r.err);
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 static void test_stat_bad_command_lines_exit_2(void **state)
@@ -1444,31 +1360,31 @@ static void test_stat_bad_command_lines_exit_2(void **state)
 
 	open_with_keys(f);
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-		struct tool_run r;
+		struct tu_run r;
 
 		tool_runv(&r, cases[i]);
 		if (r.status != 2 || strstr(r.err, "usage: shmcache-stat") == NULL)
 			fail_msg("case %zu (%s ...): status %d, stderr: %s", i,
 			         cases[i][0] ? cases[i][0] : "(none)", r.status, r.err);
 		assert_int_equal(r.out_len, 0);
-		tool_run_free(&r);
+		tu_run_free(&r);
 	}
 }
 
 static void test_stat_help_and_version_exit_0(void **state)
 {
-	struct tool_run r;
+	struct tu_run r;
 
 	(void)state;
 	tool_run(&r, "--help");
 	expect_status(&r, 0);
 	expect_out(&r, "usage: shmcache-stat");
 	expect_out(&r, "--prometheus");
-	tool_run_free(&r);
+	tu_run_free(&r);
 	tool_run(&r, "-V");
 	expect_status(&r, 0);
 	expect_out(&r, "shmcache-stat ");
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 /* A port on 127.0.0.1 that refuses connections: bound, never listening.
@@ -1531,7 +1447,7 @@ static void test_stat_uplink_breakers_shown_in_text_json_and_prometheus(void **s
 	char open_addr[32], closed_addr[32], uri[128], series[512], line[128];
 	char buf[8];
 	size_t vlen;
-	struct tool_run r;
+	struct tu_run r;
 
 	open_with_keys(f);
 	/* Two uplinks, each to a port that refuses connections: one opens its
@@ -1555,7 +1471,7 @@ static void test_stat_uplink_breakers_shown_in_text_json_and_prometheus(void **s
 	expect_out(&r, open_addr);
 	expect_out(&r, closed_addr);
 	expect_out(&r, "hot keys");
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	tool_run(&r, "--nodes", "--once", f->name);
 	expect_status(&r, 0);
@@ -1563,7 +1479,7 @@ static void test_stat_uplink_breakers_shown_in_text_json_and_prometheus(void **s
 	expect_out(&r, open_addr);
 	assert_null(strstr(r.out, "hot keys"));
 	assert_null(strstr(r.out, "operations"));
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	tool_run(&r, "--once", "--json", f->name);
 	expect_status(&r, 0);
@@ -1580,7 +1496,7 @@ static void test_stat_uplink_breakers_shown_in_text_json_and_prometheus(void **s
 	assert_true(ju64(e, "failures") >= 1);
 	assert_int_equal(ju64(e, "breaker_opens"), 0);
 	tu_json_free(j);
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	tool_run(&r, "--prometheus", f->name);
 	expect_status(&r, 0);
@@ -1598,7 +1514,7 @@ static void test_stat_uplink_breakers_shown_in_text_json_and_prometheus(void **s
 		         f->name, closed_addr, states[k]);
 		assert_true(prom_sample(r.out, series) == (k == 0 ? 1.0 : 0.0));
 	}
-	tool_run_free(&r);
+	tu_run_free(&r);
 
 	/* closed handles leave no breaker behind */
 	shmc_close(up_open);
@@ -1608,7 +1524,7 @@ static void test_stat_uplink_breakers_shown_in_text_json_and_prometheus(void **s
 	tool_run(&r, "--nodes", "--once", f->name);
 	expect_status(&r, 0);
 	expect_out(&r, "none (no attached process uses an uplink)");
-	tool_run_free(&r);
+	tu_run_free(&r);
 }
 
 /* The slot of the process with pid, if it still holds one. */
@@ -1631,7 +1547,7 @@ static void test_stat_sigterm_and_sigint_close_the_handle_and_exit_0(void **stat
 		const char *const args[] = {"--json", "-i", "0.05", f->name, NULL};
 		int out_fd, err_fd;
 		pid_t pid = tool_spawn(args, &out_fd, &err_fd);
-		struct tool_run r;
+		struct tu_run r;
 		struct stat st;
 		int waited = 0;
 
@@ -1641,7 +1557,7 @@ static void test_stat_sigterm_and_sigint_close_the_handle_and_exit_0(void **stat
 			size_t len;
 			unsigned lines = 0;
 
-			if (st.st_size > 0 && (text = slurp_fd(out_fd, &len)) != NULL) {
+			if (st.st_size > 0 && (text = tu_slurp_fd(out_fd, &len)) != NULL) {
 				for (size_t k = 0; k < len; k++)
 					lines += text[k] == '\n';
 				free(text);
@@ -1667,7 +1583,7 @@ static void test_stat_sigterm_and_sigint_close_the_handle_and_exit_0(void **stat
 		}
 		/* closed, not just dead: the slot is free without any reaping */
 		assert_false(holds_proc_slot(f->c, pid));
-		tool_run_free(&r);
+		tu_run_free(&r);
 	}
 }
 
