@@ -15,6 +15,19 @@
 #include <urcu/system.h>
 #include <urcu/uatomic.h>
 
+/* Happens-before edges that TSan cannot see by itself (orderings made inside
+ * uninstrumented code, such as liburcu's queues and grace periods): a
+ * TSAN_RELEASE(addr) happens before every later TSAN_ACQUIRE(addr). */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define TSAN_ACQUIRE(addr) __tsan_acquire(addr)
+#define TSAN_RELEASE(addr) __tsan_release(addr)
+#else
+#define TSAN_ACQUIRE(addr) ((void)(addr))
+#define TSAN_RELEASE(addr) ((void)(addr))
+#endif
+
 #if defined(__SANITIZE_THREAD__)
 #undef uatomic_read
 #undef uatomic_set

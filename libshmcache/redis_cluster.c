@@ -60,18 +60,10 @@
 #include <shmcache.h>
 
 /* ThreadSanitizer cannot see liburcu's grace periods nor its pointer
- * publication (both inside the uninstrumented library): tell it that a
- * reader's section happens after the publication of the table it reads and
- * before the free that follows the grace period. */
-#if defined(__SANITIZE_THREAD__)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define TSAN_ACQUIRE(addr) __tsan_acquire(addr)
-#define TSAN_RELEASE(addr) __tsan_release(addr)
-#else
-#define TSAN_ACQUIRE(addr) ((void)(addr))
-#define TSAN_RELEASE(addr) ((void)(addr))
-#endif
+ * publication (both inside the uninstrumented library): TSAN_RELEASE /
+ * TSAN_ACQUIRE (atomic.h) tell it that a reader's section happens after
+ * the publication of the table it reads and before the free that follows
+ * the grace period. */
 
 #define NODES_MAX 1024 /* Redis suggests clusters of at most 1000 nodes */
 #define NO_SHARD UINT16_MAX

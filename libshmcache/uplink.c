@@ -57,17 +57,9 @@
 #define CLAIM_RETRY_MS 1000  /* the node table was full: look again after this */
 
 /* ThreadSanitizer cannot see the ordering liburcu's wfcqueue gives (its
- * atomics are inline assembly): tell it that what a caller wrote into a
- * request before enqueueing it happens before the thread reads it. */
-#if defined(__SANITIZE_THREAD__)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define TSAN_ACQUIRE(addr) __tsan_acquire(addr)
-#define TSAN_RELEASE(addr) __tsan_release(addr)
-#else
-#define TSAN_ACQUIRE(addr) ((void)(addr))
-#define TSAN_RELEASE(addr) ((void)(addr))
-#endif
+ * atomics are inline assembly): TSAN_RELEASE / TSAN_ACQUIRE (atomic.h)
+ * tell it that what a caller wrote into a request before enqueueing it
+ * happens before the thread reads it. */
 
 /* Futex operations on words of this process only. */
 #define FUTEX_PRIVATE_BIT 128 /* FUTEX_PRIVATE_FLAG of <linux/futex.h> */
