@@ -5,11 +5,10 @@
  * LMDB database in it, every peer loaded with the bench's keys, and one GET
  * (or one pipelined batch of GETs) through each client library.
  *
- * A server is a child of the bench. It is killed by the kernel if the bench
- * dies (PR_SET_PDEATHSIG); it has its own process group, so that a
- * terminal's ^C reaches only the bench, which then stops it in order:
- * SIGTERM, and SIGKILL after a grace period. Its stdout and stderr go to a
- * log file in the directory, printed if it fails to start.
+ * A server is a child of the bench, started and stopped as bench/server.h
+ * says (own process group, PR_SET_PDEATHSIG, SIGTERM then SIGKILL). Its
+ * stdout and stderr go to a log file in the directory, printed if it fails
+ * to start.
  *
  * Each peer is used the way a careful user of it would:
  *   memcached  libmemcached's memcached_get over the ASCII protocol
@@ -32,7 +31,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -42,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -60,9 +57,9 @@
 #endif
 
 #include "bench.h"
+#include "server.h"
 
 #define SERVER_START_TIMEOUT_S 10.0
-#define SERVER_STOP_GRACE_S 5.0
 #define SERVER_POLL_NS 10000000L
 #define SERVER_LOG_TAIL_BYTES 2048
 #define REDIS_LOAD_PIPELINE 1024u /* SETs in flight while loading */
@@ -225,48 +222,6 @@ static void server_log_print(const struct server *s)
 		buf[n - 1] == '\n' ? "" : "\n");
 }
 
-/* Forks and execs argv (argv[0] is only the name shown in ps) with stdout
- * and stderr into s->log. */
-static int server_spawn(struct server *s, char *const *argv)
-{
-	int log_fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (log_fd < 0) {
-		fprintf(stderr, "shmcache-bench: %s: %s\n", s->log, strerror(errno));
-		return -1;
-	}
-	pid_t parent = getpid();
-	fflush(NULL); /* the child must not flush our buffered output */
-	pid_t pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, "shmcache-bench: fork: %s\n", strerror(errno));
-		close(log_fd);
-		return -1;
-	}
-	if (pid == 0) {
-		/* Its own group: ^C goes to the bench, which stops the server
-		 * itself. Killed with the bench if the bench dies first; the
-		 * getppid check covers a bench that died before the prctl. */
-		setpgid(0, 0);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-			_exit(126);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		signal(SIGPIPE, SIG_DFL);
-		int in = open("/dev/null", O_RDONLY);
-		if (in < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
-		    dup2(log_fd, STDERR_FILENO) < 0)
-			_exit(126);
-		close_range(3, ~0u, 0);
-		execv(s->path, argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", s->path, strerror(errno));
-		_exit(127);
-	}
-	close(log_fd);
-	s->pid = pid;
-	return 0;
-}
-
 /* True once something accepts connections on the socket. */
 static bool socket_accepts(const char *path)
 {
@@ -312,27 +267,6 @@ static int server_wait_ready(struct server *s)
 		}
 		sleep_for_ns(SERVER_POLL_NS);
 	}
-}
-
-static void server_stop(struct server *s)
-{
-	if (s->pid <= 0)
-		return;
-	int status;
-	kill(s->pid, SIGTERM);
-	uint64_t deadline = now_ns() + (uint64_t)(SERVER_STOP_GRACE_S * 1e9);
-	while (waitpid(s->pid, &status, WNOHANG) == 0) {
-		if (now_ns() >= deadline) {
-			fprintf(stderr, "shmcache-bench: %s (pid %d) ignored SIGTERM for %.0f s; "
-					"killing it\n",
-				s->program, (int)s->pid, SERVER_STOP_GRACE_S);
-			kill(s->pid, SIGKILL);
-			waitpid(s->pid, &status, 0);
-			break;
-		}
-		sleep_for_ns(SERVER_POLL_NS);
-	}
-	s->pid = 0;
 }
 
 static int server_paths(struct server *s, const char *dir, const char *program,
@@ -422,7 +356,8 @@ static int memcached_start(struct peers *ps, const struct peer_data *d)
 		argv[n++] = "root";
 	}
 	argv[n] = NULL;
-	if (server_spawn(s, argv) != 0 || server_wait_ready(s) != 0)
+	if (bench_server_spawn("", s->path, argv, s->log, &s->pid) != 0 ||
+	    server_wait_ready(s) != 0)
 		return -1;
 
 	memcached_st *m = memcached_connect(s->socket);
@@ -505,7 +440,8 @@ static int redis_start(struct peers *ps, const struct peer_data *d)
 		"600", "--save", "", "--appendonly", "no", "--dir", ps->dir, "--daemonize", "no",
 		NULL,
 	};
-	if (server_spawn(s, argv) != 0 || server_wait_ready(s) != 0)
+	if (bench_server_spawn("", s->path, argv, s->log, &s->pid) != 0 ||
+	    server_wait_ready(s) != 0)
 		return -1;
 
 	redisContext *c = redis_connect(s->socket);
@@ -661,23 +597,14 @@ out:
 
 /* ---------------------------------------------------------------- peers */
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if ((type == FTW_DP ? rmdir(path) : unlink(path)) != 0)
-		fprintf(stderr, "shmcache-bench: removing %s: %s\n", path, strerror(errno));
-	return 0; /* go on: remove what can be removed */
-}
-
 void peers_stop(struct peers *ps)
 {
 	if (ps == NULL)
 		return;
-	server_stop(&ps->memcached);
-	server_stop(&ps->redis);
+	bench_server_stop("", ps->memcached.program, &ps->memcached.pid);
+	bench_server_stop("", ps->redis.program, &ps->redis.pid);
 	if (ps->dir[0] != '\0')
-		nftw(ps->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		bench_server_dir_remove(ps->dir);
 	free(ps);
 }
 

@@ -62,6 +62,7 @@
 #include "shmcache.h"
 
 #include "bench.h"
+#include "server.h"
 
 #define UP_KEY_BYTES 16u /* "key:" + 12 digits, redis-benchmark's __rand_int__ */
 #define UP_MAX_PROCS 64u
@@ -102,6 +103,7 @@ struct up_config {
 /* ---------------------------------------------------------- the server */
 
 struct server {
+	const char *program; /* the redis-server run, as given */
 	pid_t pid;
 	char dir[64];	/* private temporary directory */
 	char sock[128]; /* unix socket path (T_UNIX) */
@@ -161,45 +163,12 @@ static int write_file(const char *path, const char *text)
 	return rc;
 }
 
-/* Wait up to timeout_s for pid to exit; true if it did (and is reaped). */
-static bool wait_exit(pid_t pid, double timeout_s)
-{
-	uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
-	do {
-		int status;
-		pid_t got = waitpid(pid, &status, WNOHANG);
-		if (got == pid || (got < 0 && errno == ECHILD))
-			return true;
-		sleep_us(5000);
-	} while (now_ns() < deadline);
-	return false;
-}
-
-static void server_files_remove(const struct server *s)
-{
-	static const char *const files[] = {"redis.conf", "redis.log", "redis.sock", "stdout.log",
-					    "dump.rdb"};
-	char path[128];
-	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-		snprintf(path, sizeof path, "%s/%s", s->dir, files[i]);
-		unlink(path);
-	}
-	rmdir(s->dir);
-}
-
 /* Stop the server (TERM, then KILL) and remove its directory. Idempotent. */
 static void server_stop(struct server *s)
 {
-	if (s->pid > 0) {
-		kill(s->pid, SIGTERM);
-		if (!wait_exit(s->pid, UP_SERVER_STOP_S)) {
-			kill(s->pid, SIGKILL);
-			wait_exit(s->pid, UP_SERVER_STOP_S);
-		}
-		s->pid = 0;
-	}
+	bench_server_stop("uplink: ", s->program, &s->pid);
 	if (s->dir[0]) {
-		server_files_remove(s);
+		bench_server_dir_remove(s->dir);
 		s->dir[0] = '\0';
 	}
 }
@@ -211,34 +180,13 @@ static int server_launch(struct server *s, const char *redis_server)
 	char conf[128], out[128];
 	snprintf(conf, sizeof conf, "%s/redis.conf", s->dir);
 	snprintf(out, sizeof out, "%s/stdout.log", s->dir);
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, "shmcache-bench: uplink: fork: %s\n", strerror(errno));
+	char *argv[] = {(char *)redis_server, conf, NULL};
+	if (bench_server_spawn("uplink: ", redis_server, argv, out, &s->pid) != 0)
 		return -1;
-	}
-	if (pid == 0) {
-		/* The server must not outlive the bench, however it ends. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() == 1)
-			_exit(127);
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (in >= 0)
-			dup2(in, STDIN_FILENO);
-		execlp(redis_server, redis_server, conf, (char *)NULL);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", redis_server, strerror(errno));
-		_exit(127);
-	}
-	s->pid = pid;
 	uint64_t deadline = now_ns() + (uint64_t)(UP_SERVER_START_S * 1e9);
 	while (now_ns() < deadline && !bench_interrupted) {
 		int status;
-		if (waitpid(pid, &status, WNOHANG) == pid) {
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
 			s->pid = 0;
 			break;
 		}
@@ -256,7 +204,7 @@ static int server_launch(struct server *s, const char *redis_server)
 	}
 	if (s->pid > 0) {
 		kill(s->pid, SIGKILL);
-		wait_exit(s->pid, UP_SERVER_STOP_S);
+		bench_server_wait_exit(s->pid, UP_SERVER_STOP_S);
 		s->pid = 0;
 	}
 	char cmd[300];
@@ -274,6 +222,7 @@ static int server_start(struct server *s, const struct up_config *cfg)
 {
 	memset(s, 0, sizeof *s);
 	s->transport = cfg->transport;
+	s->program = cfg->redis_server;
 	snprintf(s->dir, sizeof s->dir, "/tmp/shmc-bench-uplink-XXXXXX");
 	if (!mkdtemp(s->dir)) {
 		fprintf(stderr, "shmcache-bench: uplink: mkdtemp: %s\n", strerror(errno));
