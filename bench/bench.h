@@ -161,6 +161,10 @@ struct trace_config {
  * interrupted (the figures printed so far stand). */
 int trace_run(const struct trace_config *tc);
 
+/* A decimal unsigned integer in [min, max] (the whole string; no sign):
+ * 0 and *out, or -1. For option parsing in every mode. */
+int bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
 /* ------------------------------------------------------------ herd mode */
 
 /* shmcache-bench --herd (herd.c): read-through under expiry, shmc_fetch

@@ -515,19 +515,6 @@ static void herd_usage(FILE *out)
 		"midpoints (within 3%%). Exit status: 0 ok, 1 failure, 2 usage.\n");
 }
 
-static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (!s || *s == '-' || *s == '\0')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int herd_parse(int argc, char **argv, struct herd_config *cfg)
 {
 	enum {
@@ -580,42 +567,42 @@ static int herd_parse(int argc, char **argv, struct herd_config *cfg)
 		case O_HERD:
 			break;
 		case O_PROCS:
-			if (parse_uint(optarg, 1, HERD_MAX_PROCS, &v))
+			if (bench_parse_u64(optarg, 1, HERD_MAX_PROCS, &v))
 				bad = "--procs";
 			cfg->procs = (unsigned)v;
 			break;
 		case O_THREADS:
-			if (parse_uint(optarg, 1, HERD_MAX_THREADS, &v))
+			if (bench_parse_u64(optarg, 1, HERD_MAX_THREADS, &v))
 				bad = "--threads";
 			cfg->threads = (unsigned)v;
 			break;
 		case O_KEYS:
-			if (parse_uint(optarg, 1, HERD_MAX_KEYS, &v))
+			if (bench_parse_u64(optarg, 1, HERD_MAX_KEYS, &v))
 				bad = "--keys";
 			cfg->keys = (unsigned)v;
 			break;
 		case O_TTL:
-			if (parse_uint(optarg, 2, 3600000, &v))
+			if (bench_parse_u64(optarg, 2, 3600000, &v))
 				bad = "--ttl-ms";
 			cfg->ttl_ms = (uint32_t)v;
 			break;
 		case O_LATENCY:
-			if (parse_uint(optarg, 0, 10000000, &v))
+			if (bench_parse_u64(optarg, 0, 10000000, &v))
 				bad = "--origin-latency-us";
 			cfg->origin_latency_us = v;
 			break;
 		case O_STALE:
-			if (parse_uint(optarg, 0, 3600000, &v))
+			if (bench_parse_u64(optarg, 0, 3600000, &v))
 				bad = "--stale-ms";
 			cfg->stale_ms = (uint32_t)v;
 			break;
 		case O_THINK:
-			if (parse_uint(optarg, 0, 10000000, &v))
+			if (bench_parse_u64(optarg, 0, 10000000, &v))
 				bad = "--think-us";
 			cfg->think_us = v;
 			break;
 		case O_VALUE:
-			if (parse_uint(optarg, 0, 1u << 20, &v))
+			if (bench_parse_u64(optarg, 0, 1u << 20, &v))
 				bad = "--value-size";
 			cfg->value_size = (size_t)v;
 			break;

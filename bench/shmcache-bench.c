@@ -2035,7 +2035,7 @@ static void usage(FILE *out)
 		SAMPLE_EVERY, SAMPLE_EVERY);
 }
 
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+int bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;
 	errno = 0;
@@ -2072,7 +2072,7 @@ static int parse_count_or_percent(const char *s, uint64_t *count, double *percen
 		return rc;
 	}
 	*percent = 0.0;
-	return parse_u64(s, 1, UINT32_MAX, count);
+	return bench_parse_u64(s, 1, UINT32_MAX, count);
 }
 
 /* BYTES with an optional binary suffix K, M or G. */
@@ -2107,7 +2107,7 @@ static int parse_procs(const char *s, struct config *cfg)
 	for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && rc == 0;
 	     tok = strtok_r(NULL, ",", &save)) {
 		uint64_t v;
-		if (cfg->nprocs == MAX_PROCS_LIST || parse_u64(tok, 1, MAX_PROCS, &v) != 0)
+		if (cfg->nprocs == MAX_PROCS_LIST || bench_parse_u64(tok, 1, MAX_PROCS, &v) != 0)
 			rc = -1;
 		else
 			cfg->procs[cfg->nprocs++] = (unsigned)v;
@@ -2267,16 +2267,16 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		const char *bad = NULL;
 		switch (opt) {
 		case OPT_KEYS:
-			if (parse_u64(optarg, 1, MAX_KEYS, &cfg->keys) != 0)
+			if (bench_parse_u64(optarg, 1, MAX_KEYS, &cfg->keys) != 0)
 				bad = "--keys";
 			break;
 		case OPT_KEY_SIZE:
-			if (parse_u64(optarg, 2, SHMC_KEY_MAX, &v) != 0)
+			if (bench_parse_u64(optarg, 2, SHMC_KEY_MAX, &v) != 0)
 				bad = "--key-size";
 			cfg->key_size = (size_t)v;
 			break;
 		case OPT_VALUE_SIZE:
-			if (parse_u64(optarg, 0, MAX_VALUE_SIZE, &v) != 0)
+			if (bench_parse_u64(optarg, 0, MAX_VALUE_SIZE, &v) != 0)
 				bad = "--value-size";
 			cfg->value_size = (size_t)v;
 			break;
@@ -2306,7 +2306,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		case OPT_NO_FLOOR: cfg->floor = false; break;
 		case OPT_JSON: cfg->json = true; break;
 		case OPT_RUNS:
-			if (parse_u64(optarg, 1, 64, &v) != 0)
+			if (bench_parse_u64(optarg, 1, 64, &v) != 0)
 				bad = "--runs";
 			cfg->runs = (unsigned)v;
 			cfg->runs_given = true;
@@ -2323,11 +2323,11 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		case OPT_SAMPLING_OVERHEAD: cfg->sampling_overhead = true; break;
 		case OPT_PEERS: cfg->peers = true; break;
 		case OPT_TRACE_REQUESTS:
-			if (parse_u64(optarg, 3, UINT32_MAX, &cfg->trace_requests) != 0)
+			if (bench_parse_u64(optarg, 3, UINT32_MAX, &cfg->trace_requests) != 0)
 				bad = "--trace-requests";
 			break;
 		case OPT_TRACE_KEYS:
-			if (parse_u64(optarg, 1, UINT32_MAX, &cfg->trace_keys) != 0)
+			if (bench_parse_u64(optarg, 1, UINT32_MAX, &cfg->trace_keys) != 0)
 				bad = "--trace-keys";
 			break;
 		case OPT_TRACE_CACHE_ITEMS:
@@ -2336,7 +2336,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 				bad = "--trace-cache-items";
 			break;
 		case OPT_SEED:
-			if (parse_u64(optarg, 0, UINT64_MAX, &cfg->seed) != 0)
+			if (bench_parse_u64(optarg, 0, UINT64_MAX, &cfg->seed) != 0)
 				bad = "--seed";
 			break;
 		case 'h': usage(stdout); exit(0);

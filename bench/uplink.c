@@ -1006,19 +1006,6 @@ static void up_usage(FILE *out)
 		UP_RATIO_TARGET, UP_ADDED_P50_TARGET_NS / 1000, UP_DEFAULT_BATCH);
 }
 
-static int up_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (!s || *s == '-' || *s == '\0')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int up_parse(int argc, char **argv, struct up_config *cfg)
 {
 	enum {
@@ -1087,27 +1074,27 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 				bad = "--transport";
 			break;
 		case O_KEYS:
-			if (up_parse_uint(optarg, 1, UP_MAX_KEYS, &v))
+			if (bench_parse_u64(optarg, 1, UP_MAX_KEYS, &v))
 				bad = "--keys";
 			cfg->keys = v;
 			break;
 		case O_VALUE:
-			if (up_parse_uint(optarg, 0, 1u << 20, &v))
+			if (bench_parse_u64(optarg, 0, 1u << 20, &v))
 				bad = "--value-size";
 			cfg->value_size = (size_t)v;
 			break;
 		case O_PROCS:
-			if (up_parse_uint(optarg, 1, UP_MAX_PROCS, &v))
+			if (bench_parse_u64(optarg, 1, UP_MAX_PROCS, &v))
 				bad = "--procs";
 			cfg->procs = (unsigned)v;
 			break;
 		case O_THREADS:
-			if (up_parse_uint(optarg, 1, UP_MAX_THREADS, &v))
+			if (bench_parse_u64(optarg, 1, UP_MAX_THREADS, &v))
 				bad = "--threads";
 			cfg->threads = (unsigned)v;
 			break;
 		case O_BATCH:
-			if (up_parse_uint(optarg, 1, 4096, &v))
+			if (bench_parse_u64(optarg, 1, 4096, &v))
 				bad = "--batch";
 			cfg->batch = (unsigned)v;
 			break;
@@ -1120,22 +1107,22 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 			break;
 		}
 		case O_ROUNDS:
-			if (up_parse_uint(optarg, 1, UP_MAX_ROUNDS, &v))
+			if (bench_parse_u64(optarg, 1, UP_MAX_ROUNDS, &v))
 				bad = "--rounds";
 			cfg->rounds = (unsigned)v;
 			break;
 		case O_REQUESTS:
-			if (up_parse_uint(optarg, 1000, 1000000000, &v))
+			if (bench_parse_u64(optarg, 1000, 1000000000, &v))
 				bad = "--bench-requests";
 			cfg->bench_requests = v;
 			break;
 		case O_PIPELINE:
-			if (up_parse_uint(optarg, 1, 4096, &v))
+			if (bench_parse_u64(optarg, 1, 4096, &v))
 				bad = "--bench-pipeline";
 			cfg->bench_pipeline = (unsigned)v;
 			break;
 		case O_SAMPLES:
-			if (up_parse_uint(optarg, 100, 10000000, &v))
+			if (bench_parse_u64(optarg, 100, 10000000, &v))
 				bad = "--latency-samples";
 			cfg->lat_samples = (unsigned)v;
 			break;

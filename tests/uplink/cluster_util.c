@@ -21,7 +21,7 @@
 /* ------------------------------------------------------- the env file */
 
 /* A value of the env file: KEY=VALUE or KEY='VALUE'. */
-static bool env_value(const char *line, const char *key, char *out, size_t cap)
+bool tc_env_value(const char *line, const char *key, char *out, size_t cap)
 {
 	size_t klen = strlen(key);
 
@@ -54,11 +54,11 @@ void tc_env_load(struct tc_env *e)
 		fail_msg("cannot open %s: %s (did the fixture uplink_redis_cluster_start fail?)",
 			 path, strerror(errno));
 	while (fgets(line, sizeof line, f)) {
-		if (env_value(line, "SHMC_REDIS_CLUSTER_URI", e->uri, sizeof e->uri) ||
-		    env_value(line, "SHMC_SERVERS_SH", e->servers_sh, sizeof e->servers_sh) ||
-		    env_value(line, "SHMC_SERVERS_DIR", e->dir, sizeof e->dir))
+		if (tc_env_value(line, "SHMC_REDIS_CLUSTER_URI", e->uri, sizeof e->uri) ||
+		    tc_env_value(line, "SHMC_SERVERS_SH", e->servers_sh, sizeof e->servers_sh) ||
+		    tc_env_value(line, "SHMC_SERVERS_DIR", e->dir, sizeof e->dir))
 			continue;
-		if (env_value(line, "SHMC_REDIS_CLUSTER_PORTS", val, sizeof val)) {
+		if (tc_env_value(line, "SHMC_REDIS_CLUSTER_PORTS", val, sizeof val)) {
 			for (char *p = strtok(val, ","); p && e->nports < TC_NODES_MAX;
 			     p = strtok(NULL, ","))
 				e->port[e->nports++] = (uint16_t)atoi(p);
@@ -75,7 +75,7 @@ void tc_env_load(struct tc_env *e)
 			char key[64];
 			snprintf(key, sizeof key, "SHMC_REDIS_CLUSTER_PID_%u",
 				 (unsigned)e->port[i]);
-			if (env_value(line, key, val, sizeof val))
+			if (tc_env_value(line, key, val, sizeof val))
 				e->pid[i] = (pid_t)atol(val);
 		}
 	}

@@ -33,6 +33,10 @@ struct tc_env {
 
 /* Read the file named by SHMC_REDIS_CLUSTER_ENV (fails the test if it is
  * not set or incomplete: six nodes, each with a pid). */
+/* A value of a servers.sh env file line: KEY=VALUE or KEY='VALUE'; true and
+ * out if line sets key (fails the test if the value does not fit). */
+bool tc_env_value(const char *line, const char *key, char *out, size_t cap);
+
 void tc_env_load(struct tc_env *e);
 pid_t tc_env_pid_of(const struct tc_env *e, uint16_t port);
 

@@ -51,6 +51,7 @@
 
 #include <shmcache.h>
 
+#include "cluster_util.h"
 #include "testutil.h"
 
 #define SEGMENT_BYTES (8u << 20)
@@ -65,26 +66,6 @@ static struct {
 	char servers_sh[1024];
 	char dir[1024];
 } env;
-
-/* A value of the env file: KEY=VALUE or KEY='VALUE'. */
-static bool env_value(const char *line, const char *key, char *out, size_t cap)
-{
-	size_t klen = strlen(key);
-
-	if (strncmp(line, key, klen) != 0 || line[klen] != '=')
-		return false;
-	const char *v = line + klen + 1;
-	size_t len = strcspn(v, "\n");
-	if (len >= 2 && v[0] == '\'' && v[len - 1] == '\'') {
-		v++;
-		len -= 2;
-	}
-	if (len >= cap)
-		return false;
-	memcpy(out, v, len);
-	out[len] = '\0';
-	return true;
-}
 
 static int env_load(void **state)
 {
@@ -105,11 +86,11 @@ static int env_load(void **state)
 		return -1;
 	}
 	while (fgets(line, sizeof line, f)) {
-		if (env_value(line, "SHMC_REDIS_HOST", env.host, sizeof env.host) ||
-		    env_value(line, "SHMC_REDIS_PORT", port, sizeof port) ||
-		    env_value(line, "SHMC_SERVERS_SH", env.servers_sh, sizeof env.servers_sh))
+		if (tc_env_value(line, "SHMC_REDIS_HOST", env.host, sizeof env.host) ||
+		    tc_env_value(line, "SHMC_REDIS_PORT", port, sizeof port) ||
+		    tc_env_value(line, "SHMC_SERVERS_SH", env.servers_sh, sizeof env.servers_sh))
 			continue;
-		env_value(line, "SHMC_SERVERS_DIR", env.dir, sizeof env.dir);
+		tc_env_value(line, "SHMC_SERVERS_DIR", env.dir, sizeof env.dir);
 	}
 	fclose(f);
 	env.port = (uint16_t)atoi(port);
