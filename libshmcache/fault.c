@@ -2,6 +2,7 @@
 #include "fault.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,8 +38,23 @@ static void parse_env(void)
 	armed_at = colon ? strtol(colon + 1, NULL, 10) : 1;
 }
 
+static char hook_name[64];
+static void (*_Atomic hook_fn)(const char *name);
+
+void shmc__fault_set_hook(const char *name, void (*fn)(const char *name))
+{
+	hook_fn = NULL;
+	if (fn) {
+		snprintf(hook_name, sizeof(hook_name), "%s", name);
+		hook_fn = fn;
+	}
+}
+
 void shmc__fault_hit(const char *name)
 {
+	void (*fn)(const char *) = hook_fn;
+	if (fn && strcmp(name, hook_name) == 0)
+		fn(name);
 	pid_t pid = getpid();
 	if (__atomic_exchange_n(&parsed_by, pid, __ATOMIC_ACQ_REL) != pid)
 		parse_env();

@@ -106,14 +106,18 @@ static void thread_exit(void *unused)
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&registry_lock);
-	for (shmc_cache *c = registry; c; c = c->registry_next)
+	for (shmc_cache *c = registry; c; c = c->registry_next) {
 		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(&c->reap_lock);
+	}
 }
 
 static void atfork_parent(void)
 {
-	for (shmc_cache *c = registry; c; c = c->registry_next)
+	for (shmc_cache *c = registry; c; c = c->registry_next) {
+		pthread_mutex_unlock(&c->reap_lock);
 		pthread_mutex_unlock(&c->lock);
+	}
 	pthread_mutex_unlock(&registry_lock);
 }
 
@@ -234,6 +238,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 	c->flags = flags;
 	c->fork_gen = shmc__fork_gen;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->reap_lock, NULL);
 	/* Before the role thread starts: it looks its context up by serial,
 	 * and serial 0 matches an empty thread-local way (no context). */
 	pthread_mutex_lock(&registry_lock);
@@ -268,6 +273,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 		free(c->uplink_uri);
 		shmc__segment_close(c);
 		pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->reap_lock);
 		shmc__free(c);
 		return shmc__fail(NULL, rc, "%s", msg);
 	}
@@ -314,6 +320,7 @@ int shmc_close(shmc_cache *c)
 	shmc__segment_close(c);
 	free(c->uplink_uri);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->reap_lock);
 	shmc__free(c);
 	return 0;
 }

@@ -93,6 +93,12 @@ struct shmc_cache {
 	uint32_t proc_idx;
 
 	pthread_mutex_t lock;    /* tctx_list, re-registration after fork */
+	/* Serializes this handle's reapers (proc.c). An OFD lock belongs to
+	 * the open file description, so two threads sharing fd would both
+	 * "hold" a dead slot's lock at once; without this, one could free the
+	 * dead thread slots, a new process claim one and open a chunk, and the
+	 * other seal that live chunk as the dead thread's. Taken after lock. */
+	pthread_mutex_t reap_lock;
 	struct shmc__tctx *tctx_list;
 	bool run_roles;          /* opened with the sweeper enabled */
 	struct shmc__role_thread *roles; /* this process's role thread (role.c) */

@@ -12,6 +12,7 @@
  */
 #include "proc.h"
 
+#include "fault.h"
 #include "handle.h"
 #include "rcu.h"
 
@@ -74,6 +75,7 @@ static void proc_release_locked(shmc_cache *c, uint32_t idx)
 	for (uint32_t t = 0; t < c->geo.max_threads; t++) {
 		if (uatomic_read(&c->threads[t].owner_proc) != idx + 1)
 			continue;
+		SHMC__FAULT_POINT("reap.thread");
 		for (uint32_t k = 0; k < c->geo.nchunks; k++)
 			if (uatomic_read(&c->chunks[k].state) == SHMC__CHUNK_OPEN &&
 			    uatomic_read(&c->chunks[k].owner) == t + 1)
@@ -88,12 +90,16 @@ bool shmc__proc_reap_if_dead(shmc_cache *c, uint32_t idx)
 	if (idx >= c->geo.max_procs || idx == c->proc_idx)
 		return false;
 	/* Taking the lock proves the owner is gone and keeps a new owner out
-	 * while we clean. */
-	if (ofd(c->fd, F_OFD_SETLK, idx, F_WRLCK, NULL) != 0)
-		return false;
-	bool was_used = uatomic_read(&c->procs[idx].state) != SHMC__PROC_FREE;
-	proc_release_locked(c, idx);
-	ofd(c->fd, F_OFD_SETLK, idx, F_UNLCK, NULL);
+	 * while we clean; reap_lock keeps our other threads out, which the
+	 * OFD lock, shared by every thread using c->fd, does not. */
+	pthread_mutex_lock(&c->reap_lock);
+	bool was_used = false;
+	if (ofd(c->fd, F_OFD_SETLK, idx, F_WRLCK, NULL) == 0) {
+		was_used = uatomic_read(&c->procs[idx].state) != SHMC__PROC_FREE;
+		proc_release_locked(c, idx);
+		ofd(c->fd, F_OFD_SETLK, idx, F_UNLCK, NULL);
+	}
+	pthread_mutex_unlock(&c->reap_lock);
 	return was_used;
 }
 
@@ -108,6 +114,8 @@ uint32_t shmc__reap_dead_procs(shmc_cache *c)
 
 int shmc__proc_attach(shmc_cache *c)
 {
+	/* No reap_lock: c->fd is new (shmc_open, or re-registration in a fork
+	 * child) and no other thread uses it before this returns. */
 	for (uint32_t i = 0; i < c->geo.max_procs; i++) {
 		int rc = ofd(c->fd, F_OFD_SETLK, i, F_WRLCK, NULL);
 		if (rc == -EAGAIN || rc == -EACCES)

@@ -381,7 +381,8 @@ static uint64_t sealed_life(const struct shmc__chunk *ch)
  * in which they displaced it, so after one grace period every displacement
  * the walk saw has been counted; what is still missing belongs to a writer
  * that died. Displacements after the walk only make the estimate smaller,
- * so the audit never counts a byte twice. */
+ * and the add lands only on the dead count it was computed from, so the
+ * audit never counts a byte twice, even when two audits overlap. */
 static uint64_t audit_sealed(shmc_cache *c, struct shmc__tctx *t)
 {
 	uint32_t n = c->geo.nchunks;
@@ -411,8 +412,13 @@ static uint64_t audit_sealed(shmc_cache *c, struct shmc__tctx *t)
 				shmc__chunk_try_retire(c, t, k);
 				continue;
 			}
+			/* Only onto the dead count the estimate was made from:
+			 * another audit (a second thread or process running a
+			 * reap pass) may have added the same bytes since, or a
+			 * writer its displacement; the next pass tries again. */
 			uint64_t missing = used - dead - reach[k];
-			uatomic_add(&ch->dead, missing);
+			if (uatomic_cmpxchg(&ch->dead, dead, dead + missing) != dead)
+				continue;
 			recovered += missing;
 			shmc__chunk_try_retire(c, t, k);
 		}

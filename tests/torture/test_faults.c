@@ -586,6 +586,7 @@ struct fault_case {
 	const char *point;
 	const char *mode; /* the victim's workload */
 	unsigned nmin, nmax; /* N of SHMC_FAULT=<point>:<N>, drawn per run */
+	size_t segment_bytes; /* 0: SEGMENT_BYTES */
 };
 
 struct fault_outcome {
@@ -603,6 +604,9 @@ struct fault_outcome {
 	struct shmc_stats stats;
 	uint32_t sealed_dead; /* after the reaper pass */
 	uint32_t orphans_at_death; /* RETIRING chunks whose claimant is gone */
+	/* The same after the reaper pass. Not every RETIRING chunk: this
+	 * process's own sweeper may be emptying one at that moment. */
+	uint32_t orphans_after;
 };
 
 static uint64_t chunk_life_sum(shmc_cache *c)
@@ -729,7 +733,8 @@ static void run_fault_case(struct fixture *f, const struct fault_case *fc,
 	assert_null(getenv("SHMC_FAULT")); /* only the victim is armed */
 	out->n = fc->nmin + (unsigned)tu_rand_below(&seed, fc->nmax - fc->nmin + 1);
 
-	assert_int_equal(tu_open_fresh(f->name, SEGMENT_BYTES, CHUNK_BYTES, -1, &f->c), 0);
+	assert_int_equal(tu_open_fresh(f->name, fc->segment_bytes ? fc->segment_bytes : SEGMENT_BYTES,
+				       CHUNK_BYTES, -1, &f->c), 0);
 	actor_init(a, sh, W_PARENT);
 	a->c = f->c;
 	for (unsigned i = 0; i < NKEYS; i++) {
@@ -817,6 +822,7 @@ static void run_fault_case(struct fixture *f, const struct fault_case *fc,
 	assert_int_equal(shmc__verify(f->c, &out->before), 0);
 	assert_int_equal(shmc__reap_pass(f->c, t, &out->reap), 0);
 	out->sealed_dead = sealed_all_dead(f->c);
+	out->orphans_after = orphaned_retirements(f->c);
 	out->after.emit = verify_emit;
 	out->after.emit_arg = (void *)fc->point;
 	assert_int_equal(shmc__verify(f->c, &out->after), 0);
@@ -915,16 +921,18 @@ static void run_fault_case(struct fixture *f, const struct fault_case *fc,
 
 /* ---------------------------------------------------------- the tests */
 
-#define FAULT_TEST(fn, point_, mode_, nmin_, nmax_)                              \
+#define FAULT_TEST_SIZED(fn, point_, mode_, nmin_, nmax_, bytes_)                \
 	static void fn(void **state)                                             \
 	{                                                                        \
 		static const struct fault_case fc = {                            \
-			.point = point_, .mode = mode_, .nmin = nmin_, .nmax = nmax_ \
+			.point = point_, .mode = mode_, .nmin = nmin_, .nmax = nmax_, \
+			.segment_bytes = bytes_                                  \
 		};                                                               \
 		struct fault_outcome out;                                        \
 		run_fault_case(*state, &fc, &out);                               \
 		check_##fn(&out);                                                \
 	}
+#define FAULT_TEST(fn, point_, mode_, nmin_, nmax_) FAULT_TEST_SIZED(fn, point_, mode_, nmin_, nmax_, 0)
 
 /* Point-specific expectations beyond the common ones in run_fault_case. */
 
@@ -936,7 +944,9 @@ static void check_test_faults_set_appended_item_reclaimed(const struct fault_out
 
 static void check_test_faults_incr_appended_counter_exact(const struct fault_outcome *o)
 {
-	/* no eviction, so the check above was for the exact sum */
+	/* no eviction, so the check above was for the exact sum (the case
+	 * runs in a segment big enough that a loaded machine's slow grace
+	 * periods never force one) */
 	assert_int_equal(o->stats.evictions, 0);
 	assert_int_equal(o->counters_wrong, 0);
 }
@@ -987,28 +997,28 @@ static void check_test_faults_retire_claimed_retirement_finished(const struct fa
 {
 	/* the dead claimant's chunk does not stay RETIRING (whoever
 	 * finishes it: a writer or the reaper pass) */
-	assert_int_equal(o->after.chunks_retiring, 0);
+	assert_int_equal(o->orphans_after, 0);
 }
 
 static void check_test_faults_evict_claimed_eviction_finished(const struct fault_outcome *o)
 {
-	assert_int_equal(o->after.chunks_retiring, 0);
+	assert_int_equal(o->orphans_after, 0);
 }
 
 static void check_test_faults_evict_item_eviction_finished(const struct fault_outcome *o)
 {
-	assert_int_equal(o->after.chunks_retiring, 0);
+	assert_int_equal(o->orphans_after, 0);
 }
 
 /* A compactor killed after claiming its chunk: the chunk is taken over
  * (its live items moved or evicted) and nothing stays RETIRING. */
 static void check_test_faults_compact_claimed_compaction_finished(const struct fault_outcome *o)
 {
-	assert_int_equal(o->after.chunks_retiring, 0);
+	assert_int_equal(o->orphans_after, 0);
 }
 
 FAULT_TEST(test_faults_set_appended_item_reclaimed, "set.appended", "set", 20, 60)
-FAULT_TEST(test_faults_incr_appended_counter_exact, "incr.appended", "incr", 20, 60)
+FAULT_TEST_SIZED(test_faults_incr_appended_counter_exact, "incr.appended", "incr", 20, 60, 8u << 20)
 FAULT_TEST(test_faults_write_locked_lock_taken_over, "write.locked", "set", 20, 60)
 FAULT_TEST(test_faults_write_published_value_whole, "write.published", "set", 20, 60)
 FAULT_TEST(test_faults_write_unlocked_displaced_reclaimed, "write.unlocked", "set", 20, 60)

@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "fault.h"
 #include "handle.h"
 #include "index.h"
 #include "index_read.h"
@@ -338,6 +339,79 @@ static void test_proc_reap_dead_child_seals_open_chunk(void **state)
 	child_done(ci);
 }
 
+#if defined(SHMC_FAULT_POINTS) && SHMC_FAULT_POINTS
+/* Two threads of one process reaping the same dead process. The OFD lock
+ * belongs to the open file description both threads use, so it does not
+ * keep them apart: without more, the second would free the dead thread
+ * slots while the first is still sealing chunks by owner, and once a new
+ * process took one of those slots and opened a chunk, the first would
+ * seal that live chunk. So a reaper held inside the reap keeps the other
+ * out until it is done. */
+static _Atomic int reaper_held, reaper_release;
+
+static void hold_first_reaper(const char *point)
+{
+	(void)point;
+	if (atomic_exchange(&reaper_held, 1) != 0)
+		return; /* only the first pass is held */
+	for (int ms = 0; ms < 10000 && !atomic_load(&reaper_release); ms++)
+		usleep(1000);
+}
+
+struct reaper {
+	shmc_cache *c;
+	uint32_t idx;
+	bool reaped;
+	_Atomic int done;
+	pthread_t thread;
+};
+
+static void *reaper_main(void *arg)
+{
+	struct reaper *r = arg;
+
+	r->reaped = shmc__proc_reap_if_dead(r->c, r->idx);
+	atomic_store(&r->done, 1);
+	return NULL;
+}
+
+static void test_proc_reapers_in_one_process_take_turns(void **state)
+{
+	shmc_cache *c = cache_of(state);
+	pid_t pid;
+	struct child_info *ci = child_start(state, 0, &pid);
+	struct reaper first = {.c = c, .idx = ci->proc_idx}, second = first;
+
+	assert_int_equal(uu_kill_child(pid), 0);
+	atomic_store(&reaper_held, 0);
+	atomic_store(&reaper_release, 0);
+	shmc__fault_set_hook("reap.thread", hold_first_reaper);
+	assert_int_equal(pthread_create(&first.thread, NULL, reaper_main, &first), 0);
+	for (int ms = 0; ms < 5000 && !atomic_load(&reaper_held); ms++)
+		usleep(1000);
+	bool held = atomic_load(&reaper_held);
+	if (held)
+		assert_int_equal(pthread_create(&second.thread, NULL, reaper_main, &second), 0);
+	/* Long enough for an unhindered reap to finish many times over. */
+	for (int ms = 0; ms < 300 && held && !atomic_load(&second.done); ms++)
+		usleep(1000);
+	bool overtaken = atomic_load(&second.done);
+	atomic_store(&reaper_release, 1);
+	pthread_join(first.thread, NULL);
+	if (held)
+		pthread_join(second.thread, NULL);
+	shmc__fault_set_hook("reap.thread", NULL);
+
+	assert_true(held);
+	assert_false(overtaken);
+	assert_true(first.reaped);
+	assert_false(second.reaped);
+	assert_int_equal(c->chunks[ci->chunk].state, SHMC__CHUNK_SEALED);
+	assert_int_equal(c->threads[ci->slot_idx].owner_proc, 0);
+	child_done(ci);
+}
+#endif
+
 /* The dead child's items stay readable after it is reaped. */
 static void test_proc_reap_dead_child_items_stay(void **state)
 {
@@ -609,6 +683,9 @@ int main(int argc, char **argv)
 		TEST(test_proc_reap_dead_child_stats_keep_counts),
 		TEST(test_proc_reap_dead_child_seals_open_chunk),
 		TEST(test_proc_reap_dead_child_items_stay),
+#if defined(SHMC_FAULT_POINTS) && SHMC_FAULT_POINTS
+		TEST(test_proc_reapers_in_one_process_take_turns),
+#endif
 		TEST(test_proc_lock_holder_released_thread_dead),
 		TEST(test_proc_lock_holder_live_thread_alive),
 		TEST(test_proc_lock_holder_reclaimed_slot_dead),
