@@ -611,7 +611,8 @@ static int fetch_run(struct fetch *f)
 			next = LOOK_AGAIN; /* stored meanwhile */
 		} else if ((slot = shmc__lease_find_locked(c, &f->k)) != NULL) {
 			idx = shmc__lease_index(uatomic_read(slot));
-			uatomic_inc(&c->leases[idx].waiters); /* before unlock: see lease.c */
+			/* Before unlock, and a full barrier: see lease.c. */
+			(void)uatomic_add_return(&c->leases[idx].waiters, 1);
 			next = JOINED;
 		} else if (shmc__lease_claim_locked(c, t, &f->k, t->lock_id,
 						    shmc__now_ms() + c->fill_timeout_ms, &entry) == 0) {

@@ -93,9 +93,13 @@ void shmc__lease_finish(shmc_cache *c, uint32_t idx, int result)
 	uatomic_set(&l->done_ms, shmc__now_ms());
 	cmm_smp_wmb();
 	uatomic_set(&l->state, SHMC__LEASE_DONE);
-	futex_wake_all(&l->state);
+	/* A waiter counts itself (a full barrier) before it looks at state:
+	 * either it sees DONE and never sleeps, or this sees it counted. The
+	 * system call is skipped in the common case: nobody waited. */
 	cmm_smp_mb();
-	if (uatomic_read(&l->waiters) == 0)
+	if (uatomic_read(&l->waiters) != 0)
+		futex_wake_all(&l->state);
+	else
 		uatomic_cmpxchg(&l->state, SHMC__LEASE_DONE, SHMC__LEASE_FREE);
 }
 

@@ -10,11 +10,13 @@
  * socket timeouts stay set as a safety net, but a whole exchange (the write
  * of the pipeline and the read of every reply) runs against one deadline of
  * command_timeout_ms: replies are taken from hiredis' reader
- * (redisGetReplyFromReader) and the socket is read (redisBufferRead) only
- * after poll() said it is readable within the time left. (A write still
- * blocks until the kernel takes it all or SO_SNDTIMEO expires: a pipeline
- * too big for the socket buffer, sent to a server that stopped reading,
- * can take up to twice command_timeout_ms.)
+ * (redisGetReplyFromReader), and once part of the budget is spent the
+ * socket is read (redisBufferRead) only after poll() said it is readable
+ * within the time left (while all of it is left, SO_RCVTIMEO bounds a
+ * blocking read as well, one system call fewer). (A write still blocks
+ * until the kernel takes it all or SO_SNDTIMEO expires: a pipeline too big
+ * for the socket buffer, sent to a server that stopped reading, can take
+ * up to twice command_timeout_ms.)
  *
  * Failures come in two kinds. A failure of the node as a whole (connect
  * error, lost connection, timeout, a reply hiredis cannot parse, or a reply
@@ -28,8 +30,9 @@
  * requests fail without a system call. Once breaker_open_ms have passed it
  * is half-open (shmc__rnode_breaker reports it so): the next exec, command
  * or health check is the probe, which closes it on success and opens it
- * again on failure. The node is used by one thread, so a probe is never
- * in flight while another request asks to pass.
+ * again on failure. The node is used by one thread at a time (uplink.c's
+ * exec_lock), so a probe is never in flight while another request asks to
+ * pass.
  *
  * Stale connections. Before a request reuses a connection, a zero-timeout
  * poll() checks that the server has not closed it (or sent anything
@@ -37,9 +40,8 @@
  * server's idle timeout is not a failure of the node.
  *
  * SIGPIPE. hiredis writes with write(2), which raises SIGPIPE on a
- * connection the peer has reset; a library must not kill its host, so
- * writes run with SIGPIPE blocked in the calling thread and a SIGPIPE they
- * caused is consumed before it is unblocked.
+ * connection the peer has reset, and a library must not kill its host:
+ * commands are sent with send(2) and MSG_NOSIGNAL instead (flush_output).
  *
  * Counters (struct shmc__rnode_stats): calls and ops count the pipelines
  * (and shmc__rnode_command calls) sent on a live connection, not health
@@ -68,15 +70,15 @@
 #include <shmcache.h>
 
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define BACKOFF_FIRST_MS 50
@@ -208,39 +210,6 @@ static void endpoint_name(char *out, size_t cap, const struct shmc__endpoint *ep
 		snprintf(out, cap, "%s:%u", ep->host, (unsigned)ep->port);
 }
 
-/* ------------------------------------------------------------- SIGPIPE */
-
-struct sigpipe_guard {
-	sigset_t old_mask;
-	bool was_pending;
-};
-
-static void sigpipe_block(struct sigpipe_guard *g)
-{
-	sigset_t pipe_set, pending;
-
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old_mask);
-	g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-}
-
-/* wrote_failed: a write failed, so it may have raised a SIGPIPE of ours. */
-static void sigpipe_unblock(struct sigpipe_guard *g, bool write_failed)
-{
-	if (write_failed && !g->was_pending) {
-		sigset_t pipe_set, pending;
-		const struct timespec zero = {0, 0};
-
-		sigemptyset(&pipe_set);
-		sigaddset(&pipe_set, SIGPIPE);
-		if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1)
-			while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-				;
-	}
-	pthread_sigmask(SIG_SETMASK, &g->old_mask, NULL);
-}
-
 /* ---------------------------------------------------- connection state */
 
 static void drop_connection(struct shmc__rnode *n)
@@ -368,24 +337,34 @@ static enum node_failure context_failure(struct shmc__rnode *n, int saved_errno,
 	return c->err == REDIS_ERR_OOM ? FAIL_PROTOCOL : FAIL_CONNECT;
 }
 
-/* Write the pending commands before the deadline. */
+/* Write the pending commands (hiredis' output buffer) before the deadline.
+ * send(2) with MSG_NOSIGNAL, not hiredis' write(2): on a connection the
+ * peer has reset that fails with EPIPE instead of raising SIGPIPE, which
+ * a library must not do to its host, and costs no signal-mask calls. */
 static int flush_output(struct shmc__rnode *n, uint64_t deadline_ns, uint32_t budget_ms,
 			enum node_failure *kind, char *why, size_t cap)
 {
-	struct sigpipe_guard guard;
-	int done = 0, rc = 0;
+	redisContext *c = n->ctx;
+	size_t len = sdslen(c->obuf), sent = 0;
+	int rc = 0;
 
-	sigpipe_block(&guard);
-	while (!done) {
-		if (redisBufferWrite(n->ctx, &done) != REDIS_OK) {
-			*kind = context_failure(n, errno, budget_ms, why, cap);
+	while (sent < len) {
+		ssize_t k = send(c->fd, c->obuf + sent, len - sent, MSG_NOSIGNAL);
+		if (k > 0) {
+			sent += (size_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			put_err(why, cap, "connection lost: %s (%s)", strerror(errno), n->name);
+			*kind = FAIL_CONNECT;
 			rc = SHMC_EUPLINK;
 			break;
 		}
-		if (done)
-			break;
+		/* The socket's send timeout expired, or it is non-blocking. */
 		int left = ms_left(deadline_ns);
-		struct pollfd p = {.fd = n->ctx->fd, .events = POLLOUT};
+		struct pollfd p = {.fd = c->fd, .events = POLLOUT};
 		int r = left ? poll(&p, 1, left) : 0;
 		if (r == 0) {
 			put_err(why, cap, "timed out after %u ms (%s)", (unsigned)budget_ms,
@@ -401,7 +380,12 @@ static int flush_output(struct shmc__rnode *n, uint64_t deadline_ns, uint32_t bu
 			break;
 		}
 	}
-	sigpipe_unblock(&guard, rc != 0);
+	/* Sent bytes leave the buffer (after a failure the connection is
+	 * dropped with whatever is left). */
+	if (sent == len)
+		sdsclear(c->obuf);
+	else if (sent)
+		sdsrange(c->obuf, (ssize_t)sent, -1);
 	return rc;
 }
 
@@ -420,7 +404,18 @@ static int read_reply(struct shmc__rnode *n, uint64_t deadline_ns, uint32_t budg
 			*out = reply;
 			return 0;
 		}
+		/* With the whole budget still ahead, the socket's own receive
+		 * timeout (the command timeout) bounds a blocking read as well
+		 * as a poll would, for one system call instead of two: the
+		 * common case, a reply already on its way. */
 		int left = ms_left(deadline_ns);
+		if ((uint32_t)left >= budget_ms) {
+			if (redisBufferRead(n->ctx) != REDIS_OK) {
+				*kind = context_failure(n, errno, budget_ms, why, cap);
+				return SHMC_EUPLINK;
+			}
+			continue;
+		}
 		struct pollfd p = {.fd = n->ctx->fd, .events = POLLIN};
 		int r = left ? poll(&p, 1, left) : 0;
 		if (r == 0) {

@@ -2,13 +2,19 @@
  * uplink.c - the uplink thread: a process-local queue of remote operations,
  * batched and pipelined to the remote tier.
  *
- * Callers enqueue (wait-free, liburcu's wfcqueue) and, unless the operation
- * is a write-behind, sleep on a futex in their own request until the thread
- * answers. The thread sleeps when the queue is empty and a producer that
- * sees it asleep wakes it (a flag and a futex word, ordered by full
- * barriers on both sides, so a wakeup is never lost). Every remote call is
- * bounded by the configured timeouts, so a caller never waits forever; an
- * open breaker answers at once.
+ * Callers enqueue (wait-free, liburcu's wfcqueue). Whoever holds exec_lock
+ * runs the queue: dequeues a batch, pipelines it, answers it. A caller
+ * that finds exec_lock free takes it and runs the queue itself until its
+ * own request is answered (flat combining): a miss on an idle uplink then
+ * costs one round trip and no thread hand-off at all, which on a VM can
+ * cost tens of microseconds each way. A caller that finds it held wakes
+ * the thread and sleeps on a futex in its own request until someone
+ * answers it; the thread waits for exec_lock and runs what is left. The
+ * thread sleeps when the queue is empty and a producer that sees it asleep
+ * wakes it (a flag and a futex word, ordered by full barriers on both
+ * sides, so a wakeup is never lost). Every remote call is bounded by the
+ * configured timeouts, so a caller never waits forever; an open breaker
+ * answers at once.
  *
  * Waking a sleeping thread costs the waker a system call and a pass through
  * the scheduler, several microseconds: were the thread to wake every caller
@@ -97,6 +103,14 @@ struct shmc__uplink {
 	int32_t sleeping;    /* the thread is (about to be) asleep */
 	int32_t stop;
 	uint32_t behind_pending;
+	/* Held by whoever runs the queue (the thread or a combining caller);
+	 * everything below it is used under it. */
+	pthread_mutex_t exec_lock;
+	struct uplink_req **reqs;        /* the batch being run */
+	struct shmc__rop *ops;
+	/* The thread's context (NULL until it runs, or if it has none): the
+	 * node table entries are the thread's, whoever runs a batch. */
+	struct shmc__tctx *thread_t;
 	struct shmc__rnode *node;        /* standalone server */
 	struct shmc__rcluster *cluster;  /* or a cluster */
 	shmc_cache *c;
@@ -137,21 +151,47 @@ static void wake_thread(struct shmc__uplink *u)
 	}
 }
 
-static void enqueue(struct shmc__uplink *u, struct uplink_req *r)
+static void enqueue_quiet(struct shmc__uplink *u, struct uplink_req *r)
 {
 	cds_wfcq_node_init(&r->node);
 	TSAN_RELEASE(r);
 	cds_wfcq_enqueue(&u->head, &u->tail, &r->node);
+}
+
+static void enqueue(struct shmc__uplink *u, struct uplink_req *r)
+{
+	enqueue_quiet(u, r);
 	wake_thread(u);
 }
 
-/* Enqueue r and sleep until the thread has answered it; then wake the
- * callers r's answer hands on to. */
+static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req *self);
+
+/* Run the queue in the caller's thread until r is answered, if nobody
+ * else is running it. false if r is still to be answered by someone
+ * else (exec_lock was held, or a concurrent enqueue ahead of r was not
+ * yet linked). */
+static bool combine(struct shmc__uplink *u, struct uplink_req *r)
+{
+	if (pthread_mutex_trylock(&u->exec_lock) != 0)
+		return false;
+	int err = 0;
+	struct shmc__tctx *t = shmc__tctx_get(u->c, &err); /* NULL: count nothing */
+	while (!uatomic_read(&r->done) && run_batch(u, t, r))
+		;
+	pthread_mutex_unlock(&u->exec_lock);
+	return uatomic_read(&r->done);
+}
+
+/* Enqueue r and see it answered, by running the queue or by sleeping
+ * until the thread has; then wake the callers r's answer hands on to. */
 static void submit_and_wait(struct shmc__uplink *u, struct uplink_req *r)
 {
-	enqueue(u, r);
-	while (!uatomic_read(&r->done))
-		futex_async(&r->done, FUTEX_WAIT_LOCAL, 0, NULL, NULL, 0);
+	enqueue_quiet(u, r);
+	if (!combine(u, r)) {
+		wake_thread(u);
+		while (!uatomic_read(&r->done))
+			futex_async(&r->done, FUTEX_WAIT_LOCAL, 0, NULL, NULL, 0);
+	}
 	cmm_smp_rmb();
 	for (int i = 0; i < 2; i++)
 		if (r->wake_next[i])
@@ -322,10 +362,12 @@ static void complete(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink
 
 /* Hand a batch back: free its write-behinds; publish every other answer
  * and wake the first caller, who starts the tree of wake-ups (caller j
- * wakes callers 2j + 1 and 2j + 2). Once a request's done is set its
- * memory may be gone (its caller returns): nothing of it is read after. */
+ * wakes callers 2j + 1 and 2j + 2). self is the request of the caller
+ * running the batch (NULL for the thread): it is put first, and being
+ * awake already, is not woken. Once a request's done is set its memory
+ * may be gone (its caller returns): nothing of it is read after. */
 static void complete_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req **reqs,
-			   size_t n)
+			   size_t n, struct uplink_req *self)
 {
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -336,23 +378,31 @@ static void complete_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct 
 	}
 	if (!m)
 		return;
+	for (size_t i = 1; i < m; i++)
+		if (reqs[i] == self) {
+			reqs[i] = reqs[0];
+			reqs[0] = self;
+		}
 	for (size_t j = 0; j < m; j++) {
 		size_t child = 2 * j + 1;
 		reqs[j]->wake_next[0] = child < m ? &reqs[child]->done : NULL;
 		reqs[j]->wake_next[1] = child + 1 < m ? &reqs[child + 1]->done : NULL;
 	}
 	cmm_smp_wmb();
+	bool wake_first = reqs[0] != self;
 	int32_t *first = &reqs[0]->done;
 	for (size_t j = 0; j < m; j++)
 		uatomic_set(&reqs[j]->done, 1);
-	futex_async(first, FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
+	if (wake_first)
+		futex_async(first, FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
 }
 
-/* Run up to cfg.batch queued requests as one pipelined round. Returns how
- * many it ran. */
-static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req **reqs,
-			struct shmc__rop *ops)
+/* Run up to cfg.batch queued requests as one pipelined round, under
+ * exec_lock; self as in complete_batch. Returns how many it ran. */
+static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req *self)
 {
+	struct uplink_req **reqs = u->reqs;
+	struct shmc__rop *ops = u->ops;
 	size_t n = 0;
 	while (n < u->cfg.batch) {
 		struct cds_wfcq_node *node = __cds_wfcq_dequeue_nonblocking(&u->head, &u->tail);
@@ -371,16 +421,17 @@ static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct upl
 		shmc__rcluster_exec(u->cluster, ops, n);
 	else
 		shmc__rnode_exec(u->node, ops, n);
+	/* Before anyone is woken: a caller that reads the stats or the node
+	 * table once its call returned sees what the call did. */
 	if (t) {
 		shmc__obs_latency(u->c, SHMC_OP_UPLINK, shmc__obs_now_ns() - t0);
-		/* Before anyone is woken: a caller that reads the stats or the
-		 * node table once its call returned sees what the call did. */
 		count_backend(u, t);
-		publish_nodes(u, t);
 	}
+	if (u->thread_t)
+		publish_nodes(u, u->thread_t);
 	for (size_t i = 0; i < n; i++)
 		reqs[i]->op = ops[i];
-	complete_batch(u, t, reqs, n);
+	complete_batch(u, t, reqs, n, self);
 	return n;
 }
 
@@ -415,11 +466,13 @@ static void *uplink_main(void *arg)
 	struct shmc__uplink *u = arg;
 	int err = 0;
 	struct shmc__tctx *t = shmc__tctx_get(u->c, &err); /* counters; NULL: count nothing */
-	struct uplink_req **reqs = shmc__zalloc(sizeof(*reqs) * u->cfg.batch);
-	struct shmc__rop *ops = shmc__zalloc(sizeof(*ops) * u->cfg.batch);
 	uint64_t next_tick = 0;
-	while (reqs && ops && !uatomic_read(&u->stop)) {
-		size_t ran = run_batch(u, t, reqs, ops);
+	pthread_mutex_lock(&u->exec_lock);
+	u->thread_t = t;
+	pthread_mutex_unlock(&u->exec_lock);
+	while (!uatomic_read(&u->stop)) {
+		pthread_mutex_lock(&u->exec_lock);
+		size_t ran = run_batch(u, t, NULL);
 		uint64_t now = now_ms();
 		if (now >= next_tick) {
 			tick(u);
@@ -429,6 +482,7 @@ static void *uplink_main(void *arg)
 			count_backend(u, t);
 			publish_nodes(u, t);
 		}
+		pthread_mutex_unlock(&u->exec_lock);
 		if (ran || linger(u))
 			continue;
 		/* Nothing queued: sleep until a producer wakes us or a tick. */
@@ -441,7 +495,9 @@ static void *uplink_main(void *arg)
 		}
 		uatomic_set(&u->sleeping, 0);
 	}
-	/* Stopping: whatever is still queued fails. */
+	/* Stopping: whatever is still queued fails (a caller combining now
+	 * would be using a handle being closed). */
+	pthread_mutex_lock(&u->exec_lock);
 	struct cds_wfcq_node *node;
 	while ((node = __cds_wfcq_dequeue_blocking(&u->head, &u->tail)) != NULL) {
 		struct uplink_req *r = caa_container_of(node, struct uplink_req, node);
@@ -454,9 +510,22 @@ static void *uplink_main(void *arg)
 	}
 	if (t)
 		release_nodes(u, t);
-	shmc__free(reqs);
-	shmc__free(ops);
+	pthread_mutex_unlock(&u->exec_lock);
 	return NULL;
+}
+
+/* Free what shmc__uplink_start made (the thread is not running). */
+static void uplink_free(struct shmc__uplink *u)
+{
+	if (u->cluster)
+		shmc__rcluster_free(u->cluster);
+	if (u->node)
+		shmc__rnode_free(u->node);
+	shmc__free(u->reqs);
+	shmc__free(u->ops);
+	cds_wfcq_destroy(&u->head, &u->tail);
+	pthread_mutex_destroy(&u->exec_lock);
+	shmc__free(u);
 }
 
 int shmc__uplink_start(shmc_cache *c, const char *uri)
@@ -464,9 +533,11 @@ int shmc__uplink_start(shmc_cache *c, const char *uri)
 	struct shmc__uplink *u = shmc__zalloc(sizeof(*u));
 	if (!u)
 		return shmc__fail(c, SHMC_ENOMEM, "uplink");
+	cds_wfcq_init(&u->head, &u->tail);
+	pthread_mutex_init(&u->exec_lock, NULL);
 	char err[256];
 	if (shmc__uplink_uri_parse(uri, &u->cfg, err, sizeof(err)) != 0) {
-		shmc__free(u);
+		uplink_free(u);
 		return shmc__fail(c, SHMC_EINVAL, "uplink URI: %s", err);
 	}
 	int rc = 0;
@@ -476,22 +547,18 @@ int shmc__uplink_start(shmc_cache *c, const char *uri)
 		u->node = shmc__rnode_new(&u->cfg.seeds[0], &u->cfg);
 		rc = u->node ? 0 : SHMC_ENOMEM;
 	}
-	if (rc) {
-		shmc__free(u);
-		return shmc__fail(c, rc, "uplink: out of memory");
+	u->reqs = shmc__zalloc(sizeof(*u->reqs) * u->cfg.batch);
+	u->ops = shmc__zalloc(sizeof(*u->ops) * u->cfg.batch);
+	if (rc || !u->reqs || !u->ops) {
+		uplink_free(u);
+		return shmc__fail(c, rc ? rc : SHMC_ENOMEM, "uplink: out of memory");
 	}
-	cds_wfcq_init(&u->head, &u->tail);
 	u->c = c;
 	c->uplink = u;
 	int e = pthread_create(&u->thread, NULL, uplink_main, u);
 	if (e) {
 		c->uplink = NULL;
-		if (u->cluster)
-			shmc__rcluster_free(u->cluster);
-		if (u->node)
-			shmc__rnode_free(u->node);
-		cds_wfcq_destroy(&u->head, &u->tail);
-		shmc__free(u);
+		uplink_free(u);
 		return shmc__fail(c, -e, "starting the uplink thread: %s", strerror(e));
 	}
 	return 0;
@@ -507,12 +574,7 @@ void shmc__uplink_stop(shmc_cache *c)
 	futex_async(&u->wake, FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
 	pthread_join(u->thread, NULL);
 	c->uplink = NULL;
-	if (u->cluster)
-		shmc__rcluster_free(u->cluster);
-	if (u->node)
-		shmc__rnode_free(u->node);
-	cds_wfcq_destroy(&u->head, &u->tail);
-	shmc__free(u);
+	uplink_free(u);
 }
 
 void shmc__uplink_forget(shmc_cache *c)
