@@ -5,9 +5,10 @@
  * Callers enqueue (wait-free, liburcu's wfcqueue). Whoever holds exec_lock
  * runs the queue: dequeues a batch, pipelines it, answers it. A caller
  * that finds exec_lock free takes it and runs the queue itself until its
- * own request is answered (flat combining): a miss on an idle uplink then
- * costs one round trip and no thread hand-off at all, which on a VM can
- * cost tens of microseconds each way. A caller that finds it held wakes
+ * own request is answered (flat combining; standalone servers only, see
+ * combine): a miss on an idle uplink then costs one round trip and no
+ * thread hand-off at all, which on a VM can cost tens of microseconds
+ * each way. A caller that finds it held wakes
  * the thread and sleeps on a futex in its own request until someone
  * answers it; the thread waits for exec_lock and runs what is left. The
  * thread sleeps when the queue is empty and a producer that sees it asleep
@@ -169,10 +170,13 @@ static size_t run_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct upl
 /* Run the queue in the caller's thread until r is answered, if nobody
  * else is running it. false if r is still to be answered by someone
  * else (exec_lock was held, or a concurrent enqueue ahead of r was not
- * yet linked). */
+ * yet linked, or the remote tier is a cluster: its routing table is read
+ * in liburcu read-side sections, which must not run in an application
+ * thread that may have registered with liburcu itself, see
+ * redis_cluster.c). */
 static bool combine(struct shmc__uplink *u, struct uplink_req *r)
 {
-	if (pthread_mutex_trylock(&u->exec_lock) != 0)
+	if (u->cluster || pthread_mutex_trylock(&u->exec_lock) != 0)
 		return false;
 	int err = 0;
 	struct shmc__tctx *t = shmc__tctx_get(u->c, &err); /* NULL: count nothing */
