@@ -8,14 +8,13 @@
  * own request is answered (flat combining; standalone servers only, see
  * combine): a miss on an idle uplink then costs one round trip and no
  * thread hand-off at all, which on a VM can cost tens of microseconds
- * each way. A caller that finds it held wakes
- * the thread and sleeps on a futex in its own request until someone
- * answers it; the thread waits for exec_lock and runs what is left. The
- * thread sleeps when the queue is empty and a producer that sees it asleep
- * wakes it (a flag and a futex word, ordered by full barriers on both
- * sides, so a wakeup is never lost). Every remote call is bounded by the
- * configured timeouts, so a caller never waits forever; an open breaker
- * answers at once.
+ * each way. A caller that finds it held wakes the thread and sleeps on a
+ * futex in its own request until someone answers it; the thread waits for
+ * exec_lock and runs what is left. The thread sleeps when the queue is
+ * empty and a producer that sees it asleep wakes it (a flag and a futex
+ * word, ordered by full barriers on both sides, so a wakeup is never
+ * lost). Every remote call is bounded by the configured timeouts, so a
+ * caller never waits forever; an open breaker answers at once.
  *
  * Waking a sleeping thread costs the waker a system call and a pass through
  * the scheduler, several microseconds: were the thread to wake every caller

@@ -913,6 +913,79 @@ static int herd_child(unsigned index, void *arg)
 	return rc ? 1 : 0;
 }
 
+/* Threads of one process missing distinct keys at once: each call is run
+ * by whoever holds the uplink's queue at that moment (the caller itself,
+ * another caller, or the uplink thread), and each must still get its own
+ * key's value, with one remote GET per key. */
+enum { CROWD_THREADS = 16, CROWD_KEYS = 200 };
+
+struct crowd {
+	struct fx *fx;
+	unsigned id;
+	unsigned wrong;
+	char first_wrong[160];
+	pthread_t thread;
+};
+
+static void crowd_key(const struct fx *fx, char *buf, size_t cap, unsigned thread, unsigned i)
+{
+	char suffix[32];
+
+	snprintf(suffix, sizeof suffix, "crowd-%u-%u", thread, i);
+	key_of(fx, buf, cap, suffix);
+}
+
+static void *crowd_main(void *arg)
+{
+	struct crowd *w = arg;
+	char k[256], buf[256];
+	size_t vlen;
+
+	for (unsigned i = 0; i < CROWD_KEYS; i++) {
+		crowd_key(w->fx, k, sizeof k, w->id, i);
+		int rc = shmc_fetch(w->fx->c, k, strlen(k), buf, sizeof buf, &vlen, NULL, NULL);
+		/* the value stored under each key is the key itself */
+		if (rc || vlen != strlen(k) || memcmp(buf, k, vlen) != 0) {
+			if (!w->wrong++)
+				snprintf(w->first_wrong, sizeof w->first_wrong, "%s: %s, '%.*s'", k,
+					 shmc_errname(rc), rc ? 0 : (int)vlen, buf);
+		}
+	}
+	return NULL;
+}
+
+static void test_uplink_redis_threads_of_one_process_each_get_their_own_value(void **state)
+{
+	struct fx *fx = *state;
+	struct crowd crowd[CROWD_THREADS];
+	char uri[256], k[256];
+
+	fx->c = open_fresh(fx, &(struct seg_opts){.uri = redis_uri(uri, sizeof uri, "")});
+	for (unsigned t = 0; t < CROWD_THREADS; t++)
+		for (unsigned i = 0; i < CROWD_KEYS; i++) {
+			crowd_key(fx, k, sizeof k, t, i);
+			raw_ok("SET %s %s", k, k);
+		}
+	uint64_t gets = command_calls("get");
+	for (unsigned t = 0; t < CROWD_THREADS; t++) {
+		crowd[t] = (struct crowd){.fx = fx, .id = t};
+		assert_int_equal(pthread_create(&crowd[t].thread, NULL, crowd_main, &crowd[t]), 0);
+	}
+	unsigned wrong = 0;
+	for (unsigned t = 0; t < CROWD_THREADS; t++) {
+		pthread_join(crowd[t].thread, NULL);
+		if (crowd[t].wrong)
+			print_error("thread %u: %u wrong, first: %s\n", t, crowd[t].wrong,
+				    crowd[t].first_wrong);
+		wrong += crowd[t].wrong;
+	}
+	struct shmc_stats st = stats_of(fx->c);
+	print_message("%u threads x %u misses: %llu remote batches\n", CROWD_THREADS, CROWD_KEYS,
+		      (unsigned long long)st.uplink_batches);
+	assert_int_equal(wrong, 0);
+	assert_int_equal(command_calls("get") - gets, CROWD_THREADS * CROWD_KEYS);
+}
+
 static void test_uplink_redis_herd_of_32_processes_makes_one_get(void **state)
 {
 	struct fx *fx = *state;
@@ -1488,6 +1561,7 @@ int main(void)
 		TEST(test_uplink_redis_ttl_cap_option_bounds_local_ttl),
 		TEST(test_uplink_redis_absent_key_cached_as_negative_entry),
 		TEST(test_uplink_redis_herd_of_32_processes_makes_one_get),
+		TEST(test_uplink_redis_threads_of_one_process_each_get_their_own_value),
 		TEST(test_uplink_redis_server_killed_fetches_fail_fast_once_breaker_open),
 		TEST(test_uplink_redis_server_killed_l1_hits_and_stale_values_still_served),
 		TEST(test_uplink_redis_server_killed_write_through_fails_write_behind_counted),
