@@ -110,7 +110,7 @@ static void drop_entry(struct fetch *f, uint64_t entry)
 {
 	shmc_cache *c = f->c;
 	shmc__bucket_lock(c, f->t, f->k.bucket);
-	uint64_t *slot = shmc__lease_slot_locked(c, &f->k, entry);
+	uint64_t *slot = shmc__index_slot_of_locked(c, &f->k, entry);
 	if (slot)
 		uatomic_cmpxchg(slot, entry, 0);
 	shmc__bucket_unlock(c, f->t, f->k.bucket);
@@ -135,7 +135,7 @@ static int store_through_lease(struct fetch *f, uint32_t idx, uint64_t entry, co
 	bool stored = false;
 	shmc__rcu_read_enter(c, t);
 	shmc__bucket_lock(c, t, f->k.bucket);
-	uint64_t *slot = shmc__lease_slot_locked(c, &f->k, entry);
+	uint64_t *slot = shmc__index_slot_of_locked(c, &f->k, entry);
 	if (slot && shmc__claim_owner(uatomic_read(&c->leases[idx].claim)) == t->lock_id) {
 		struct shmc__found old;
 		if (shmc__index_find(c, &f->k, &old) == 0) {

@@ -40,11 +40,6 @@ uint64_t *shmc__lease_find_locked(shmc_cache *c, const struct shmc__keyref *k)
 	return shmc__index_probe_locked(c, k, lease_of, NULL);
 }
 
-uint64_t *shmc__lease_slot_locked(shmc_cache *c, const struct shmc__keyref *k, uint64_t entry)
-{
-	return shmc__index_slot_of_locked(c, k, entry);
-}
-
 void shmc__lease_cancel_locked(shmc_cache *c, const struct shmc__keyref *k)
 {
 	uint64_t *slot = shmc__lease_find_locked(c, k);
@@ -158,7 +153,7 @@ void shmc__lease_reap(shmc_cache *c, struct shmc__tctx *t)
 		shmc__keyref_from_hash(c, &kr, uatomic_read(&l->key_hash));
 		uint64_t e = shmc__lease_entry(kr.tag, idx, uatomic_read(&l->gen));
 		shmc__bucket_lock(c, t, kr.bucket);
-		uint64_t *slot = shmc__lease_slot_locked(c, &kr, e);
+		uint64_t *slot = shmc__index_slot_of_locked(c, &kr, e);
 		if (slot)
 			uatomic_cmpxchg(slot, e, 0);
 		shmc__bucket_unlock(c, t, kr.bucket);

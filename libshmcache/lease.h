@@ -92,10 +92,6 @@ int shmc__lease_claim_locked(struct shmc_cache *c, struct shmc__tctx *t,
  * fill in flight stores nothing (a write of k wins over it). */
 void shmc__lease_cancel_locked(struct shmc_cache *c, const struct shmc__keyref *k);
 
-/* The slot holding exactly entry in k's probe sequence, or NULL. */
-uint64_t *shmc__lease_slot_locked(struct shmc_cache *c, const struct shmc__keyref *k,
-				  uint64_t entry);
-
 /* Set the result, mark DONE, wake every waiter; free the record if
  * nobody waits. */
 void shmc__lease_finish(struct shmc_cache *c, uint32_t idx, int result);

@@ -120,13 +120,11 @@ static void chunk_take(shmc_cache *c, struct shmc__tctx *t, enum shmc__log_class
 	t->open[log] = (struct shmc__open_chunk){
 		.chunk = k + 1, .base_ms = now, .expire_min = UINT64_MAX};
 	c->hdr->alloc_rotor = k + 1;
-	if (c->hdr->free_hint)
-		c->hdr->free_hint--;
 }
 
 /* Under alloc_lock: RETIRED chunks whose grace period is over become FREE.
  * *min_pending receives the smallest stamp still waiting (UINT64_MAX if
- * none). Returns how many chunks are FREE now, which free_hint records. */
+ * none). Returns how many chunks are FREE now. */
 static uint32_t recycle_locked(shmc_cache *c, uint64_t *min_pending)
 {
 	uint32_t n = c->geo.nchunks, nfree = 0;
@@ -155,7 +153,6 @@ static uint32_t recycle_locked(shmc_cache *c, uint64_t *min_pending)
 			*min_pending = stamp;
 		}
 	}
-	c->hdr->free_hint = nfree;
 	return nfree;
 }
 

@@ -128,8 +128,8 @@ int shmc__log_append_here(struct shmc_cache *c, struct shmc__tctx *t, enum shmc_
 			  const void *key, size_t klen, const void *val, size_t vlen,
 			  uint64_t expire_abs_ms, uint64_t *off);
 
-/* Under alloc_lock: RETIRED chunks whose grace period is over become FREE;
- * free_hint is recounted. Returns the number of FREE chunks. */
+/* Under alloc_lock: RETIRED chunks whose grace period is over become FREE.
+ * Returns the number of FREE chunks. */
 uint32_t shmc__log_recycle(struct shmc_cache *c);
 
 /* The item of size bytes at data offset off is unreachable: account it dead

@@ -51,7 +51,7 @@ uint64_t shmc__layout_signature(void)
 		F(struct shmc__header, gp_ctr),
 		F(struct shmc__header, alloc_lock),
 		F(struct shmc__header, alloc_rotor),
-		F(struct shmc__header, free_hint),
+		F(struct shmc__header, reserved_alloc),
 		F(struct shmc__header, chunk_seq),
 		F(struct shmc__header, clock_ms),
 		F(struct shmc__header, role),
@@ -290,7 +290,6 @@ static int init_new(shmc_cache *c, const struct shmc_opts *opts)
 	h->off_unodes = l.off_unodes;
 	h->nunodes = shmc__unodes_for(h->max_procs);
 	h->gp_ctr = 1;
-	h->free_hint = h->nchunks;
 	h->immutable_sum = header_sum(h);
 
 	pthread_mutexattr_t ma;

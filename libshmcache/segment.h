@@ -110,11 +110,10 @@ struct shmc__header {
 
 	/* Chunk allocator: a robust process-shared mutex serialises chunk
 	 * state changes FREE->OPEN and RETIRED->FREE. alloc_rotor is where the
-	 * next scan starts and free_hint says when to compact; both are hints,
-	 * any value is safe. */
+	 * next scan starts: a hint, any value is safe. */
 	_Alignas(64) pthread_mutex_t alloc_lock;
 	uint32_t alloc_rotor;
-	uint32_t free_hint; /* about how many chunks are FREE (a hint) */
+	uint32_t reserved_alloc; /* unused; keeps the layout */
 	uint64_t chunk_seq; /* chunks opened so far (under alloc_lock): ages */
 
 	/* Coarse clock: CLOCK_MONOTONIC milliseconds, stored every tick (2 ms)
