@@ -161,9 +161,24 @@ struct trace_config {
  * interrupted (the figures printed so far stand). */
 int trace_run(const struct trace_config *tc);
 
+/* Option parsing, shared by every mode. */
+
 /* A decimal unsigned integer in [min, max] (the whole string; no sign):
- * 0 and *out, or -1. For option parsing in every mode. */
+ * 0 and *out, or -1. */
 int bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* A number in [min, max] (the whole string): 0 and *out, or -1. */
+int bench_parse_double(const char *s, double min, double max, double *out);
+
+/* A segment name the library accepts, of at most max_len bytes (modes
+ * that add suffixes leave room for them). */
+bool bench_name_valid(const char *s, size_t max_len);
+
+/* Report a bad value for option; returns -1. */
+int bench_bad_value(const char *option, const char *value);
+
+/* After getopt_long: -1 (reported) if an operand is left, else 0. */
+int bench_no_operands(int argc, char **argv);
 
 /* ------------------------------------------------------------ herd mode */
 

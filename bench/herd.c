@@ -606,14 +606,10 @@ static int herd_parse(int argc, char **argv, struct herd_config *cfg)
 				bad = "--value-size";
 			cfg->value_size = (size_t)v;
 			break;
-		case O_SECONDS: {
-			char *end;
-			cfg->seconds = strtod(optarg, &end);
-			if (end == optarg || *end ||
-			    !(cfg->seconds >= 0.05 && cfg->seconds <= 86400))
+		case O_SECONDS:
+			if (bench_parse_double(optarg, 0.05, 86400, &cfg->seconds))
 				bad = "--seconds";
 			break;
-		}
 		case O_VARIANT:
 			cfg->variants[HERD_FETCH] =
 				strstr(optarg, "fetch") || !strcmp(optarg, "all");
@@ -623,7 +619,7 @@ static int herd_parse(int argc, char **argv, struct herd_config *cfg)
 				bad = "--variant";
 			break;
 		case O_NAME:
-			if (strlen(optarg) == 0 || strlen(optarg) > 190)
+			if (!bench_name_valid(optarg, 190))
 				bad = "--name";
 			else
 				snprintf(cfg->name, sizeof cfg->name, "%s", optarg);
@@ -638,15 +634,11 @@ static int herd_parse(int argc, char **argv, struct herd_config *cfg)
 			herd_usage(stderr);
 			return -1;
 		}
-		if (bad) {
-			fprintf(stderr, "shmcache-bench: bad value for %s: '%s'\n", bad, optarg);
-			return -1;
-		}
+		if (bad)
+			return bench_bad_value(bad, optarg);
 	}
-	if (optind < argc) {
-		fprintf(stderr, "shmcache-bench: unexpected argument '%s'\n", argv[optind]);
+	if (bench_no_operands(argc, argv) != 0)
 		return -1;
-	}
 	if (cfg->procs * cfg->threads > HERD_MAX_WORKERS) {
 		fprintf(stderr, "shmcache-bench: --procs x --threads over %u\n", HERD_MAX_WORKERS);
 		return -1;

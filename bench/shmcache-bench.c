@@ -2048,7 +2048,7 @@ int bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-static int parse_double(const char *s, double min, double max, double *out)
+int bench_parse_double(const char *s, double min, double max, double *out)
 {
 	char *end;
 	errno = 0;
@@ -2066,7 +2066,7 @@ static int parse_count_or_percent(const char *s, uint64_t *count, double *percen
 	size_t n = strlen(s);
 	if (n > 1 && s[n - 1] == '%') {
 		char *number = strndup(s, n - 1);
-		int rc = number ? parse_double(number, 1e-9, 100.0, percent) : -1;
+		int rc = number ? bench_parse_double(number, 1e-9, 100.0, percent) : -1;
 		free(number);
 		*count = 0;
 		return rc;
@@ -2140,10 +2140,10 @@ static int parse_workloads(const char *s, struct config *cfg)
 	return rc == 0 && any ? 0 : -1;
 }
 
-static bool name_valid(const char *s)
+bool bench_name_valid(const char *s, size_t max_len)
 {
 	size_t n = strlen(s);
-	if (n == 0 || n > NAME_MAX_LEN)
+	if (n == 0 || n > max_len)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
@@ -2285,7 +2285,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 				bad = "--procs";
 			break;
 		case OPT_SECONDS:
-			if (parse_double(optarg, 0.01, 86400.0, &cfg->seconds) != 0)
+			if (bench_parse_double(optarg, 0.01, 86400.0, &cfg->seconds) != 0)
 				bad = "--seconds";
 			break;
 		case OPT_WORKLOAD:
@@ -2294,7 +2294,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 			cfg->workloads_given = true;
 			break;
 		case OPT_ZIPF:
-			if (parse_double(optarg, 0.0, 0.9999, &cfg->zipf_theta) != 0)
+			if (bench_parse_double(optarg, 0.0, 0.9999, &cfg->zipf_theta) != 0)
 				bad = "--zipf";
 			break;
 		case OPT_SIZE:
@@ -2312,7 +2312,7 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 			cfg->runs_given = true;
 			break;
 		case OPT_NAME:
-			if (!name_valid(optarg))
+			if (!bench_name_valid(optarg, NAME_MAX_LEN))
 				bad = "--name";
 			else
 				snprintf(cfg->name, sizeof cfg->name, "%s", optarg);
@@ -2342,16 +2342,26 @@ static int config_parse(int argc, char **argv, struct config *cfg)
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;
 		}
-		if (bad) {
-			fprintf(stderr, "shmcache-bench: bad value for %s: '%s'\n", bad, optarg);
-			return -1;
-		}
+		if (bad)
+			return bench_bad_value(bad, optarg);
 	}
-	if (optind < argc) {
-		fprintf(stderr, "shmcache-bench: unexpected argument '%s'\n", argv[optind]);
+	if (bench_no_operands(argc, argv) != 0)
 		return -1;
-	}
 	return config_finish(cfg);
+}
+
+int bench_bad_value(const char *option, const char *value)
+{
+	fprintf(stderr, "shmcache-bench: bad value for %s: '%s'\n", option, value);
+	return -1;
+}
+
+int bench_no_operands(int argc, char **argv)
+{
+	if (optind >= argc)
+		return 0;
+	fprintf(stderr, "shmcache-bench: unexpected argument '%s'\n", argv[optind]);
+	return -1;
 }
 
 int main(int argc, char **argv)

@@ -1098,14 +1098,10 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 				bad = "--batch";
 			cfg->batch = (unsigned)v;
 			break;
-		case O_SECONDS: {
-			char *end;
-			cfg->seconds = strtod(optarg, &end);
-			if (end == optarg || *end ||
-			    !(cfg->seconds >= 0.05 && cfg->seconds <= 3600))
+		case O_SECONDS:
+			if (bench_parse_double(optarg, 0.05, 3600, &cfg->seconds))
 				bad = "--seconds";
 			break;
-		}
 		case O_ROUNDS:
 			if (bench_parse_u64(optarg, 1, UP_MAX_ROUNDS, &v))
 				bad = "--rounds";
@@ -1133,7 +1129,7 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 			cfg->redis_benchmark = optarg;
 			break;
 		case O_NAME:
-			if (strlen(optarg) == 0 || strlen(optarg) > 190)
+			if (!bench_name_valid(optarg, 190))
 				bad = "--name";
 			else
 				snprintf(cfg->name, sizeof cfg->name, "%s", optarg);
@@ -1148,15 +1144,11 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 			up_usage(stderr);
 			return -1;
 		}
-		if (bad) {
-			fprintf(stderr, "shmcache-bench: bad value for %s: '%s'\n", bad, optarg);
-			return -1;
-		}
+		if (bad)
+			return bench_bad_value(bad, optarg);
 	}
-	if (optind < argc) {
-		fprintf(stderr, "shmcache-bench: unexpected argument '%s'\n", argv[optind]);
+	if (bench_no_operands(argc, argv) != 0)
 		return -1;
-	}
 	return 0;
 }
 
