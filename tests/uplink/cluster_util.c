@@ -291,3 +291,62 @@ void tc_wait_cluster_ok(const struct tc_env *e, unsigned timeout_ms)
 		tu_sleep_ms(50);
 	}
 }
+
+/* ------------------------------------------------ a slot migration */
+
+void tc_migration_plan(const struct tc_topo *t, unsigned slot, struct tc_migration *m)
+{
+	memset(m, 0, sizeof *m);
+	m->slot = slot;
+	m->src = t->slot_port[slot];
+	m->nmasters = tc_topo_masters(t, m->masters);
+	for (unsigned i = 0; i < m->nmasters && !m->dst; i++)
+		if (m->masters[i] != m->src)
+			m->dst = m->masters[i];
+	assert_true(m->src && m->dst);
+	snprintf(m->src_id, sizeof m->src_id, "%s", tc_topo_by_port(t, m->src)->id);
+	snprintf(m->dst_id, sizeof m->dst_id, "%s", tc_topo_by_port(t, m->dst)->id);
+}
+
+void tc_migration_begin(const struct tc_migration *m)
+{
+	tc_ok(m->dst, "CLUSTER SETSLOT %u IMPORTING %s", m->slot, m->src_id);
+	tc_ok(m->src, "CLUSTER SETSLOT %u MIGRATING %s", m->slot, m->dst_id);
+}
+
+unsigned tc_migration_step(const struct tc_migration *m, unsigned batch)
+{
+	enum { MAX_BATCH = 16 };
+	char port_arg[8];
+	unsigned moved;
+
+	assert_true(batch >= 1 && batch <= MAX_BATCH);
+	redisReply *r = tc_cmd(m->src, "CLUSTER GETKEYSINSLOT %u %u", m->slot, batch);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+	moved = (unsigned)(r->elements < batch ? r->elements : batch);
+	if (moved) {
+		/* MIGRATE host port "" db timeout KEYS key... */
+		const char *argv[7 + MAX_BATCH] = {"MIGRATE", "127.0.0.1", port_arg, "",
+						   "0",       "5000",      "KEYS"};
+		snprintf(port_arg, sizeof port_arg, "%u", (unsigned)m->dst);
+		for (unsigned i = 0; i < moved; i++)
+			argv[7 + i] = r->element[i]->str;
+		redisReply *mr = tc_argv(m->src, 7 + (int)moved, argv);
+		assert_non_null(mr);
+		if (mr->type == REDIS_REPLY_ERROR)
+			fail_msg("MIGRATE: %s", mr->str);
+		freeReplyObject(mr);
+	}
+	freeReplyObject(r);
+	return moved;
+}
+
+void tc_migration_finish(const struct tc_migration *m)
+{
+	tc_ok(m->dst, "CLUSTER SETSLOT %u NODE %s", m->slot, m->dst_id);
+	tc_ok(m->src, "CLUSTER SETSLOT %u NODE %s", m->slot, m->dst_id);
+	for (unsigned i = 0; i < m->nmasters; i++)
+		if (m->masters[i] != m->src && m->masters[i] != m->dst)
+			tc_ok(m->masters[i], "CLUSTER SETSLOT %u NODE %s", m->slot, m->dst_id);
+}

@@ -94,4 +94,26 @@ unsigned tc_topo_replicas(const struct tc_topo *t, uint16_t master_port, uint16_
  * served (fails the test after timeout_ms). */
 void tc_wait_cluster_ok(const struct tc_env *e, unsigned timeout_ms);
 
+/* ------------------------------------------------ a slot migration */
+
+/* A slot moved by hand in the steps of redis-cli --cluster reshard, so
+ * that a test can meet the slot in each state: begin (IMPORTING at dst,
+ * MIGRATING at src), steps (MIGRATE a few keys at a time), finish (the
+ * slot is dst's, on every master). */
+struct tc_migration {
+	unsigned slot;
+	uint16_t src, dst; /* the slot's owner, and another master */
+	char src_id[48], dst_id[48];
+	uint16_t masters[TC_NODES_MAX];
+	unsigned nmasters;
+};
+
+/* Plan the move of slot away from its owner in t. */
+void tc_migration_plan(const struct tc_topo *t, unsigned slot, struct tc_migration *m);
+void tc_migration_begin(const struct tc_migration *m);
+/* MIGRATE up to batch (at most 16) of the slot's keys left at src;
+ * returns how many (0: none left). */
+unsigned tc_migration_step(const struct tc_migration *m, unsigned batch);
+void tc_migration_finish(const struct tc_migration *m);
+
 #endif

@@ -439,14 +439,9 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 
 	/* Every key of the load shares the slot of the tag "mig". */
 	uint16_t slot = shmc__cluster_slot("mig", 3);
-	uint16_t src = t.slot_port[slot], dst = 0;
-	for (unsigned m = 0; m < nmasters && !dst; m++)
-		if (masters[m] != src)
-			dst = masters[m];
-	assert_true(src && dst);
-	char src_id[48], dst_id[48];
-	snprintf(src_id, sizeof src_id, "%s", tc_topo_by_port(&t, src)->id);
-	snprintf(dst_id, sizeof dst_id, "%s", tc_topo_by_port(&t, dst)->id);
+	struct tc_migration mig;
+	tc_migration_plan(&t, slot, &mig);
+	uint16_t src = mig.src, dst = mig.dst;
 
 	memset(&l, 0, sizeof l);
 	l.nkeys = LOAD_KEYS;
@@ -458,43 +453,18 @@ static void test_redis_cluster_slot_migration_under_load_invisible(void **state)
 	wait_iterations(&l, 20, 10000);
 
 	/* The resharding steps of redis-cli --cluster reshard, by hand. */
-	tc_ok(dst, "CLUSTER SETSLOT %u IMPORTING %s", (unsigned)slot, src_id);
-	tc_ok(src, "CLUSTER SETSLOT %u MIGRATING %s", (unsigned)slot, dst_id);
+	tc_migration_begin(&mig);
 	wait_iterations(&l, 5, 10000);
-	char port_arg[8];
-	snprintf(port_arg, sizeof port_arg, "%u", (unsigned)dst);
 	unsigned migrated = 0;
-	for (;;) {
-		redisReply *r = tc_cmd(src, "CLUSTER GETKEYSINSLOT %u 4", (unsigned)slot);
-		assert_non_null(r);
-		assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-		if (r->elements == 0) {
-			freeReplyObject(r);
-			break;
-		}
-		const char *argv[8 + 4] = {"MIGRATE", "127.0.0.1", port_arg, "",
-					   "0",	      "5000",	   "KEYS"};
-		int argc = 7;
-		for (size_t i = 0; i < r->elements; i++)
-			argv[argc++] = r->element[i]->str;
-		redisReply *m = tc_argv(src, argc, argv);
-		assert_non_null(m);
-		if (m->type == REDIS_REPLY_ERROR)
-			fail_msg("MIGRATE: %s", m->str);
-		migrated += (unsigned)r->elements;
-		freeReplyObject(m);
-		freeReplyObject(r);
+	for (unsigned moved; (moved = tc_migration_step(&mig, 4)) != 0;) {
+		migrated += moved;
 		wait_iterations(&l, 2, 10000); /* the load meets a half-moved slot */
 	}
 	/* Still MIGRATING: every key is on dst now, so src answers ASK. */
 	assert_true(wait_stat(l.cl, true, 10000));
 	wait_iterations(&l, 5, 10000);
 
-	tc_ok(dst, "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
-	tc_ok(src, "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
-	for (unsigned m = 0; m < nmasters; m++)
-		if (masters[m] != src && masters[m] != dst)
-			tc_ok(masters[m], "CLUSTER SETSLOT %u NODE %s", (unsigned)slot, dst_id);
+	tc_migration_finish(&mig);
 	/* Now src answers MOVED, once: the client's map follows. */
 	assert_true(wait_stat(l.cl, false, 10000));
 	wait_iterations(&l, 50, 10000);

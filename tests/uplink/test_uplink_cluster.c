@@ -528,14 +528,9 @@ static void test_uplink_cluster_slot_migration_under_load_invisible(void **state
 	unsigned slot = tc_keyslot(&e, l->keys[0]);
 	for (unsigned k = 1; k < MIG_KEYS; k++)
 		assert_int_equal(tc_keyslot(&e, l->keys[k]), slot);
-	uint16_t src = t.slot_port[slot], dst = 0;
-	for (unsigned m = 0; m < nmasters && !dst; m++)
-		if (masters[m] != src)
-			dst = masters[m];
-	assert_true(src && dst);
-	char src_id[48], dst_id[48];
-	snprintf(src_id, sizeof src_id, "%s", tc_topo_by_port(&t, src)->id);
-	snprintf(dst_id, sizeof dst_id, "%s", tc_topo_by_port(&t, dst)->id);
+	struct tc_migration mig;
+	tc_migration_plan(&t, slot, &mig);
+	uint16_t src = mig.src, dst = mig.dst;
 	cluster_write(&e, &t, l->keys, l->vals, MIG_KEYS);
 
 	shmc_cache *watch = watch_open(l->segment);
@@ -545,35 +540,11 @@ static void test_uplink_cluster_slot_migration_under_load_invisible(void **state
 
 	/* The steps of redis-cli --cluster reshard, by hand, with the load
 	 * meeting the slot in each state. */
-	tc_ok(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id);
-	tc_ok(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id);
+	tc_migration_begin(&mig);
 	load_progress(l, 50, 10000);
-	char port_arg[8];
-	snprintf(port_arg, sizeof port_arg, "%u", (unsigned)dst);
 	unsigned migrated = 0;
-	for (;;) {
-		redisReply *r = tc_cmd(src, "CLUSTER GETKEYSINSLOT %u %u", slot, MIG_BATCH);
-		assert_non_null(r);
-		assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-		if (r->elements == 0) {
-			freeReplyObject(r);
-			break;
-		}
-		/* MIGRATE host port "" db timeout KEYS key... */
-		const char *argv[7 + MIG_BATCH] = {"MIGRATE", "127.0.0.1", port_arg, ""};
-		argv[4] = "0";
-		argv[5] = "5000";
-		argv[6] = "KEYS";
-		int argc = 7;
-		for (size_t i = 0; i < r->elements && i < MIG_BATCH; i++)
-			argv[argc++] = r->element[i]->str;
-		redisReply *m = tc_argv(src, argc, argv);
-		assert_non_null(m);
-		if (m->type == REDIS_REPLY_ERROR)
-			fail_msg("MIGRATE: %s", m->str);
-		migrated += (unsigned)(argc - 7);
-		freeReplyObject(m);
-		freeReplyObject(r);
+	for (unsigned moved; (moved = tc_migration_step(&mig, MIG_BATCH)) != 0;) {
+		migrated += moved;
 		load_progress(l, 50, 10000); /* the load meets a half-moved slot */
 	}
 	assert_int_equal(migrated, MIG_KEYS);
@@ -589,11 +560,7 @@ static void test_uplink_cluster_slot_migration_under_load_invisible(void **state
 
 	uint64_t assigned_ms = tu_now_ms(), at_assign = redirects_now(watch);
 	uint64_t while_migrating = at_assign - before;
-	tc_ok(dst, "CLUSTER SETSLOT %u NODE %s", slot, dst_id);
-	tc_ok(src, "CLUSTER SETSLOT %u NODE %s", slot, dst_id);
-	for (unsigned m = 0; m < nmasters; m++)
-		if (masters[m] != src && masters[m] != dst)
-			tc_ok(masters[m], "CLUSTER SETSLOT %u NODE %s", slot, dst_id);
+	tc_migration_finish(&mig);
 
 	/* The callers' uplinks are sent on to dst (MOVED, or ASK until src
 	 * learns), and their slot maps follow: then a whole second of fetches
