@@ -10,13 +10,14 @@
  * socket timeouts stay set as a safety net, but a whole exchange (the write
  * of the pipeline and the read of every reply) runs against one deadline of
  * command_timeout_ms: replies are taken from hiredis' reader
- * (redisGetReplyFromReader), and once part of the budget is spent the
- * socket is read (redisBufferRead) only after poll() said it is readable
- * within the time left (while all of it is left, SO_RCVTIMEO bounds a
- * blocking read as well, one system call fewer). (A write still blocks
- * until the kernel takes it all or SO_SNDTIMEO expires: a pipeline too big
- * for the socket buffer, sent to a server that stopped reading, can take
- * up to twice command_timeout_ms.)
+ * (redisGetReplyFromReader), fed by our own reads (read_some). The first
+ * read of an exchange blocks, one system call where poll + read would be
+ * two; SO_RCVTIMEO ends it RCV_SLACK_MS before the deadline at the latest
+ * (the kernel rounds it up to its tick), and from then on the socket is
+ * read only after poll() said it is readable within the time left. (A
+ * write still blocks until the kernel takes it all or SO_SNDTIMEO expires:
+ * a pipeline too big for the socket buffer, sent to a server that stopped
+ * reading, can take up to twice command_timeout_ms.)
  *
  * Failures come in two kinds. A failure of the node as a whole (connect
  * error, lost connection, timeout, a reply hiredis cannot parse, or a reply
@@ -314,27 +315,12 @@ static int ms_left(uint64_t deadline_ns)
 	return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-/* Why the context failed: a timeout (the socket timeouts expired), or the
- * connection lost, or garbage. */
-static enum node_failure context_failure(struct shmc__rnode *n, int saved_errno, uint32_t budget_ms,
-					 char *why, size_t cap)
+/* Why hiredis' reader gave up on the bytes it was fed: garbage, or no
+ * memory for the reply (both count as protocol failures). */
+static enum node_failure reader_failure(struct shmc__rnode *n, char *why, size_t cap)
 {
-	redisContext *c = n->ctx;
-
-	if (c->err == REDIS_ERR_IO && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
-		put_err(why, cap, "timed out after %u ms (%s)", (unsigned)budget_ms, n->name);
-		return FAIL_TIMEOUT;
-	}
-	if (c->err == REDIS_ERR_PROTOCOL) {
-		put_err(why, cap, "protocol error: %s (%s)", c->errstr, n->name);
-		return FAIL_PROTOCOL;
-	}
-	if (c->err == REDIS_ERR_EOF) {
-		put_err(why, cap, "connection closed by the server (%s)", n->name);
-		return FAIL_CONNECT;
-	}
-	put_err(why, cap, "connection lost: %s (%s)", c->errstr, n->name);
-	return c->err == REDIS_ERR_OOM ? FAIL_PROTOCOL : FAIL_CONNECT;
+	put_err(why, cap, "protocol error: %s (%s)", n->ctx->errstr, n->name);
+	return FAIL_PROTOCOL;
 }
 
 /* Write the pending commands (hiredis' output buffer) before the deadline.
@@ -389,6 +375,65 @@ static int flush_output(struct shmc__rnode *n, uint64_t deadline_ns, uint32_t bu
 	return rc;
 }
 
+/* How long before the command timeout SO_RCVTIMEO ends a blocking read:
+ * more than the two ticks the kernel may round it up by (10 ms each at
+ * HZ=100). Commands with a timeout shorter than twice this always poll. */
+#define RCV_SLACK_MS 25u
+
+static bool blocking_first_read(const struct shmc__rnode *n)
+{
+	return n->command_timeout_ms > 2 * RCV_SLACK_MS;
+}
+
+/* Read what the socket has into hiredis' reader, waiting until deadline_ns
+ * at the latest (the first read of an exchange, with all of budget_ms
+ * left, blocks under SO_RCVTIMEO; later ones poll first). 0, or
+ * SHMC_EUPLINK with *kind and why. */
+static int read_some(struct shmc__rnode *n, uint64_t deadline_ns, uint32_t budget_ms,
+		     enum node_failure *kind, char *why, size_t cap)
+{
+	int fd = n->ctx->fd, left = ms_left(deadline_ns);
+	if ((uint32_t)left < budget_ms || !blocking_first_read(n)) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int r = left ? poll(&p, 1, left) : 0;
+		if (r == 0) {
+			put_err(why, cap, "timed out after %u ms (%s)", (unsigned)budget_ms,
+				n->name);
+			*kind = FAIL_TIMEOUT;
+			return SHMC_EUPLINK;
+		}
+		if (r < 0 && errno != EINTR) {
+			put_err(why, cap, "poll: %s (%s)", strerror(errno), n->name);
+			*kind = FAIL_CONNECT;
+			return SHMC_EUPLINK;
+		}
+		if (r < 0)
+			return 0;
+	}
+	char buf[16384];
+	ssize_t got = recv(fd, buf, sizeof buf, 0);
+	if (got > 0) {
+		if (redisReaderFeed(n->ctx->reader, buf, (size_t)got) != REDIS_OK) {
+			put_err(why, cap, "out of memory reading a reply (%s)", n->name);
+			*kind = FAIL_PROTOCOL;
+			return SHMC_EUPLINK;
+		}
+		return 0;
+	}
+	if (got == 0) {
+		put_err(why, cap, "connection closed by the server (%s)", n->name);
+		*kind = FAIL_CONNECT;
+		return SHMC_EUPLINK;
+	}
+	/* EAGAIN: the blocking read's SO_RCVTIMEO expired, short of the
+	 * deadline; the poll waits out the rest. */
+	if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+		return 0;
+	put_err(why, cap, "connection lost: %s (%s)", strerror(errno), n->name);
+	*kind = FAIL_CONNECT;
+	return SHMC_EUPLINK;
+}
+
 /* The next reply, before the deadline. The caller frees it. */
 static int read_reply(struct shmc__rnode *n, uint64_t deadline_ns, uint32_t budget_ms,
 		      redisReply **out, enum node_failure *kind, char *why, size_t cap)
@@ -397,44 +442,15 @@ static int read_reply(struct shmc__rnode *n, uint64_t deadline_ns, uint32_t budg
 		void *reply = NULL;
 
 		if (redisGetReplyFromReader(n->ctx, &reply) != REDIS_OK) {
-			*kind = context_failure(n, 0, budget_ms, why, cap);
+			*kind = reader_failure(n, why, cap);
 			return SHMC_EUPLINK;
 		}
 		if (reply) {
 			*out = reply;
 			return 0;
 		}
-		/* With the whole budget still ahead, the socket's own receive
-		 * timeout (the command timeout) bounds a blocking read as well
-		 * as a poll would, for one system call instead of two: the
-		 * common case, a reply already on its way. */
-		int left = ms_left(deadline_ns);
-		if ((uint32_t)left >= budget_ms) {
-			if (redisBufferRead(n->ctx) != REDIS_OK) {
-				*kind = context_failure(n, errno, budget_ms, why, cap);
-				return SHMC_EUPLINK;
-			}
-			continue;
-		}
-		struct pollfd p = {.fd = n->ctx->fd, .events = POLLIN};
-		int r = left ? poll(&p, 1, left) : 0;
-		if (r == 0) {
-			put_err(why, cap, "timed out after %u ms (%s)", (unsigned)budget_ms,
-				n->name);
-			*kind = FAIL_TIMEOUT;
+		if (read_some(n, deadline_ns, budget_ms, kind, why, cap))
 			return SHMC_EUPLINK;
-		}
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			put_err(why, cap, "poll: %s (%s)", strerror(errno), n->name);
-			*kind = FAIL_CONNECT;
-			return SHMC_EUPLINK;
-		}
-		if (redisBufferRead(n->ctx) != REDIS_OK) {
-			*kind = context_failure(n, errno, budget_ms, why, cap);
-			return SHMC_EUPLINK;
-		}
 	}
 }
 
@@ -475,8 +491,13 @@ static int connect_node(struct shmc__rnode *n, char *why, size_t cap)
 		return SHMC_EUPLINK;
 	}
 	n->ctx = c;
-	if (redisSetTimeout(c, timeval_of_ms(n->command_timeout_ms)) != REDIS_OK) {
-		put_err(why, cap, "connect: %s (%s)", c->errstr, n->name);
+	struct timeval rcv = timeval_of_ms(blocking_first_read(n)
+						   ? n->command_timeout_ms - RCV_SLACK_MS
+						   : n->command_timeout_ms);
+	if (redisSetTimeout(c, timeval_of_ms(n->command_timeout_ms)) != REDIS_OK ||
+	    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof rcv) != 0) {
+		put_err(why, cap, "connect: %s (%s)", c->err ? c->errstr : strerror(errno),
+			n->name);
 		node_failed(n, FAIL_CONNECT, why);
 		return SHMC_EUPLINK;
 	}
