@@ -13,10 +13,9 @@
  *   it is down, the teardown starts it again, so every test begins and ends
  *   with it running.
  *
- * - A fake server run by this test: a thread behind a listener on
- *   127.0.0.1 that answers PING (the uplink's health check) but replies to
- *   GET and PTTL with garbage, with a reply of the wrong type, or not at
- *   all.
+ * - A fake server (fake_redis.h) on 127.0.0.1 that answers PING (the
+ *   uplink's health check) but replies to GET and PTTL with garbage, with
+ *   a reply of the wrong type, or not at all.
  *
  * What Redis holds and how often it was asked is checked with the test's
  * own hiredis connections (GET, PTTL, EXISTS, INFO commandstats), never
@@ -52,6 +51,7 @@
 #include <shmcache.h>
 
 #include "cluster_util.h"
+#include "fake_redis.h"
 #include "testutil.h"
 
 #define SEGMENT_BYTES (8u << 20)
@@ -317,6 +317,7 @@ static bool server_restart_done(pid_t pid)
 
 /* ======================================================== the fake server */
 
+/* The shared fake server (fake_redis.h), answering by command name. */
 enum fake_mode {
 	FAKE_NORMAL,	  /* GET: "hello", PTTL: -1 */
 	FAKE_GARBAGE,	  /* GET: bytes that are not RESP */
@@ -325,190 +326,66 @@ enum fake_mode {
 	FAKE_STALL,	  /* GET, PTTL, SET, DEL: no answer at all */
 };
 
-#define FAKE_CONNS 16
-
-struct fake {
-	pthread_t thread;
-	int listen_fd;
-	int wake[2]; /* written to stop the thread */
-	uint16_t port;
+struct mode_fake {
+	struct fake *srv;
 	_Atomic int mode;
 	_Atomic unsigned pings, gets, sets;
 };
 
-static void send_all(int fd, const char *p)
+static const char *mode_answer(void *arg, int argc, const char **argv, const size_t *argvlen)
 {
-	size_t n = strlen(p);
+	struct mode_fake *mf = arg;
+	int mode = atomic_load(&mf->mode);
+	bool stall = mode == FAKE_STALL;
 
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
+	(void)argc;
+	if (fake_arg_is(argv[0], argvlen[0], "PING")) {
+		atomic_fetch_add(&mf->pings, 1);
+		return "+PONG\r\n";
 	}
-}
-
-static bool word_is(const redisReply *arg, const char *word)
-{
-	return arg->type == REDIS_REPLY_STRING && arg->len == strlen(word) &&
-	       strncasecmp(arg->str, word, arg->len) == 0;
-}
-
-/* Answer one command (an array of bulk strings). */
-static void fake_answer(struct fake *f, int fd, const redisReply *cmd)
-{
-	int mode = atomic_load(&f->mode);
-
-	if (cmd->type != REDIS_REPLY_ARRAY || cmd->elements == 0) {
-		send_all(fd, "-ERR not a command\r\n");
-		return;
-	}
-	const redisReply *name = cmd->element[0];
-	if (word_is(name, "PING")) {
-		atomic_fetch_add(&f->pings, 1);
-		send_all(fd, "+PONG\r\n");
-	} else if (word_is(name, "GET")) {
-		atomic_fetch_add(&f->gets, 1);
+	if (fake_arg_is(argv[0], argvlen[0], "GET")) {
+		atomic_fetch_add(&mf->gets, 1);
 		switch (mode) {
 		case FAKE_NORMAL:
-			send_all(fd, "$5\r\nhello\r\n");
-			break;
+			return "$5\r\nhello\r\n";
 		case FAKE_GARBAGE:
-			send_all(fd, "@@ this is not RESP @@\r\n");
-			break;
+			return "@@ this is not RESP @@\r\n";
 		case FAKE_GET_INTEGER:
-			send_all(fd, ":42\r\n");
-			break;
+			return ":42\r\n";
 		case FAKE_GET_ARRAY:
-			send_all(fd, "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
-			break;
+			return "*2\r\n$1\r\na\r\n$1\r\nb\r\n";
 		default:
-			break;
-		}
-	} else if (word_is(name, "PTTL")) {
-		if (mode != FAKE_STALL)
-			send_all(fd, ":-1\r\n");
-	} else if (word_is(name, "SET")) {
-		atomic_fetch_add(&f->sets, 1);
-		if (mode != FAKE_STALL)
-			send_all(fd, "+OK\r\n");
-	} else if (word_is(name, "DEL")) {
-		if (mode != FAKE_STALL)
-			send_all(fd, ":1\r\n");
-	} else {
-		send_all(fd, "+OK\r\n");
-	}
-}
-
-static void *fake_main(void *arg)
-{
-	struct fake *f = arg;
-	int fds[FAKE_CONNS];
-	redisReader *readers[FAKE_CONNS];
-
-	for (int i = 0; i < FAKE_CONNS; i++) {
-		fds[i] = -1;
-		readers[i] = NULL;
-	}
-	for (;;) {
-		struct pollfd p[FAKE_CONNS + 2];
-		int map[FAKE_CONNS + 2], np = 0;
-
-		p[np] = (struct pollfd){.fd = f->wake[0], .events = POLLIN};
-		map[np++] = -2;
-		p[np] = (struct pollfd){.fd = f->listen_fd, .events = POLLIN};
-		map[np++] = -1;
-		for (int i = 0; i < FAKE_CONNS; i++)
-			if (fds[i] >= 0) {
-				p[np] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-				map[np++] = i;
-			}
-		if (poll(p, (nfds_t)np, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[0].revents)
-			break;
-		if (p[1].revents & POLLIN) {
-			int fd = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-			int slot = 0;
-			while (slot < FAKE_CONNS && fds[slot] >= 0)
-				slot++;
-			if (fd >= 0 && slot < FAKE_CONNS) {
-				fds[slot] = fd;
-				readers[slot] = redisReaderCreate();
-			} else if (fd >= 0) {
-				close(fd);
-			}
-		}
-		for (int k = 2; k < np; k++) {
-			int i = map[k];
-			if (!p[k].revents)
-				continue;
-			char buf[4096];
-			ssize_t got = recv(fds[i], buf, sizeof buf, 0);
-			bool drop = got <= 0 ||
-				    redisReaderFeed(readers[i], buf, (size_t)got) != REDIS_OK;
-			void *cmd = NULL;
-			while (!drop) {
-				if (redisReaderGetReply(readers[i], &cmd) != REDIS_OK) {
-					drop = true;
-					break;
-				}
-				if (!cmd)
-					break;
-				fake_answer(f, fds[i], cmd);
-				freeReplyObject(cmd);
-			}
-			if (drop) {
-				close(fds[i]);
-				redisReaderFree(readers[i]);
-				fds[i] = -1;
-				readers[i] = NULL;
-			}
+			return STALL;
 		}
 	}
-	for (int i = 0; i < FAKE_CONNS; i++)
-		if (fds[i] >= 0) {
-			close(fds[i]);
-			redisReaderFree(readers[i]);
-		}
-	return NULL;
+	if (fake_arg_is(argv[0], argvlen[0], "PTTL"))
+		return stall ? STALL : ":-1\r\n";
+	if (fake_arg_is(argv[0], argvlen[0], "SET")) {
+		atomic_fetch_add(&mf->sets, 1);
+		return stall ? STALL : "+OK\r\n";
+	}
+	if (fake_arg_is(argv[0], argvlen[0], "DEL"))
+		return stall ? STALL : ":1\r\n";
+	return "+OK\r\n";
 }
 
-static struct fake *fake_start(enum fake_mode mode)
+static struct mode_fake *mode_fake_start(enum fake_mode mode)
 {
-	struct fake *f = calloc(1, sizeof *f);
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t alen = sizeof a;
+	struct mode_fake *mf = calloc(1, sizeof *mf);
 
-	assert_non_null(f);
-	atomic_store(&f->mode, mode);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	f->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(f->listen_fd >= 0);
-	assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(listen(f->listen_fd, 16), 0);
-	assert_int_equal(getsockname(f->listen_fd, (struct sockaddr *)&a, &alen), 0);
-	f->port = ntohs(a.sin_port);
-	assert_int_equal(pipe2(f->wake, O_CLOEXEC), 0);
-	assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
-	return f;
+	assert_non_null(mf);
+	atomic_store(&mf->mode, mode);
+	mf->srv = fake_start();
+	fake_set_answer(mf->srv, mode_answer, mf);
+	return mf;
 }
 
-static void fake_stop(struct fake *f)
+static void mode_fake_stop(struct mode_fake *mf)
 {
-	if (!f)
+	if (!mf)
 		return;
-	if (write(f->wake[1], "x", 1) != 1)
-		abort();
-	pthread_join(f->thread, NULL);
-	close(f->listen_fd);
-	close(f->wake[0]);
-	close(f->wake[1]);
-	free(f);
+	fake_stop(mf->srv);
+	free(mf);
 }
 
 /* ============================================================ fixtures */
@@ -516,7 +393,7 @@ static void fake_stop(struct fake *f)
 struct fx {
 	char name[TU_NAME_MAX];
 	shmc_cache *c;
-	struct fake *fake;
+	struct mode_fake *fake;
 	int refused_fd; /* a bound socket that does not listen: connections to
 			 * its port are refused */
 };
@@ -540,7 +417,7 @@ static int teardown(void **state)
 
 	shmc_close(fx->c);
 	(void)shmc_unlink(fx->name);
-	fake_stop(fx->fake);
+	mode_fake_stop(fx->fake);
 	if (fx->refused_fd >= 0)
 		close(fx->refused_fd);
 	/* A test that failed while the server was down leaves it to us. */
@@ -576,9 +453,9 @@ static const char *redis_uri(char *buf, size_t cap, const char *options)
 	return buf;
 }
 
-static const char *fake_uri(char *buf, size_t cap, const struct fake *f, const char *options)
+static const char *fake_uri(char *buf, size_t cap, const struct mode_fake *f, const char *options)
 {
-	snprintf(buf, cap, "redis://127.0.0.1:%u%s%s", (unsigned)f->port, *options ? "?" : "",
+	snprintf(buf, cap, "redis://127.0.0.1:%u%s%s", (unsigned)f->srv->port, *options ? "?" : "",
 		 options);
 	return buf;
 }
@@ -1335,7 +1212,7 @@ static void fake_open(struct fx *fx, enum fake_mode mode, const char *options)
 {
 	char uri[256];
 
-	fx->fake = fake_start(mode);
+	fx->fake = mode_fake_start(mode);
 	fx->c = open_fresh(fx,
 			   &(struct seg_opts){.uri = fake_uri(uri, sizeof uri, fx->fake, options)});
 	/* connected: the uplink's first health check has been answered */
@@ -1353,7 +1230,7 @@ static void bad_reply_case(struct fx *fx, enum fake_mode mode, const char *what)
 	size_t vlen;
 
 	fake_open(fx, mode, "command_timeout_ms=1000");
-	snprintf(name, sizeof name, "127.0.0.1:%u", (unsigned)fx->fake->port);
+	snprintf(name, sizeof name, "127.0.0.1:%u", (unsigned)fx->fake->srv->port);
 	key_of(fx, k, sizeof k, "k");
 	assert_int_equal(fetch(fx->c, k, buf, sizeof buf, &vlen), SHMC_EUPLINK);
 	expect_errmsg_has(fx->c, what);
@@ -1417,7 +1294,7 @@ static void test_uplink_redis_fake_stall_opens_breaker_then_fetches_fail_fast(vo
 	fake_open(fx, FAKE_STALL,
 		  "command_timeout_ms=200&breaker_failures=2&breaker_open_ms=60000&"
 		  "health_interval_ms=60000");
-	snprintf(name, sizeof name, "127.0.0.1:%u", (unsigned)fx->fake->port);
+	snprintf(name, sizeof name, "127.0.0.1:%u", (unsigned)fx->fake->srv->port);
 	for (unsigned i = 0; i < 2; i++) {
 		snprintf(suffix, sizeof suffix, "slow%u", i);
 		key_of(fx, k, sizeof k, suffix);
