@@ -3,7 +3,7 @@
  *
  * Two groups:
  *
- * - Against a fake server run by this test (a thread behind a TCP listener
+ * - Against a fake server (fake_redis.h: a thread behind a TCP listener
  *   on 127.0.0.1), which answers every command with the next entry of a
  *   script: garbage, replies of the wrong type, error replies and redirects,
  *   silence, a connection closed mid-reply, no listener at all; the reconnect
