@@ -16,9 +16,6 @@
  *      uplink (P) and the pipelining depth the uplink's batches had on
  *      average in (1); the ratio (1) / (2) is what the uplink delivers of
  *      what the server can serve the same way (target >= 0.7);
- *      (1) and (2) alternate in --rounds rounds and the medians are
- *      reported: on a shared host the machine's state drifts, and a ratio
- *      of two figures taken far apart would measure the drift;
  *      (1) and (2) alternate in --rounds rounds whose medians are reported:
  *      on a shared host the machine's state drifts, and a ratio of two
  *      figures taken far apart would measure the drift;
