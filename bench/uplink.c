@@ -86,6 +86,7 @@ struct up_config {
 	uint64_t keys;
 	size_t value_size;
 	unsigned procs, threads;
+	unsigned many;  /* keys per shmc_fetch_many call; 0 = shmc_fetch */
 	unsigned batch; /* the uplink's batch option (URI), 0 = not given */
 	double seconds; /* of (1), all rounds together */
 	unsigned rounds;
@@ -430,6 +431,34 @@ static int miss_once(shmc_cache *c, uint64_t i, unsigned char *buf, size_t cap, 
 	return shmc_fetch(c, key, UP_KEY_BYTES, buf, cap, vlen, NULL, NULL);
 }
 
+/* cfg->many remote misses in one call: drop the keys from L1, fetch them
+ * with shmc_fetch_many. Checks every value; returns the first error. */
+static int misses_many(struct up_thread *th, uint64_t *rng, struct shmc_fetch_item *items,
+		       char (*keys)[UP_KEY_BYTES], unsigned char *bufs, uint64_t *ids)
+{
+	const struct up_config *cfg = th->run->cfg;
+	size_t cap = cfg->value_size ? cfg->value_size : 1;
+	for (unsigned k = 0; k < cfg->many; k++) {
+		ids[k] = range_map(xorshift_next(rng), cfg->keys);
+		key_of(keys[k], ids[k]);
+		int rc = shmc_del(th->c, keys[k], UP_KEY_BYTES);
+		if (rc && rc != SHMC_ENOTFOUND)
+			return rc;
+		items[k] = (struct shmc_fetch_item){
+			.key = keys[k], .klen = UP_KEY_BYTES, .buf = bufs + k * cap, .cap = cap};
+	}
+	shmc_fetch_many(th->c, items, cfg->many, NULL, NULL);
+	int first = 0;
+	for (unsigned k = 0; k < cfg->many; k++) {
+		if (items[k].rc && !first)
+			first = items[k].rc;
+		else if (!items[k].rc &&
+			 !value_ok(items[k].buf, items[k].vlen, cfg->value_size, ids[k]))
+			th->slot->bad_values++;
+	}
+	return first;
+}
+
 static void *up_thread_main(void *arg)
 {
 	struct up_thread *th = arg;
@@ -458,6 +487,26 @@ static void *up_thread_main(void *arg)
 	while (!atomic_load(&sh->go) && !bench_interrupted)
 		sleep_us(100);
 	uint64_t deadline = atomic_load(&sh->deadline_ns);
+	if (cfg->many) {
+		struct shmc_fetch_item *items = calloc(cfg->many, sizeof *items);
+		char(*keys)[UP_KEY_BYTES] = calloc(cfg->many, UP_KEY_BYTES);
+		unsigned char *bufs = calloc(cfg->many, cap);
+		uint64_t *ids = calloc(cfg->many, sizeof *ids);
+		while (items && keys && bufs && ids && now_ns() < deadline && !bench_interrupted) {
+			int rc = misses_many(th, &rng, items, keys, bufs, ids);
+			th->slot->ops += cfg->many;
+			if (rc)
+				up_error(sh, th->slot, rc, shmc_errmsg(th->c));
+		}
+		if (!items || !keys || !bufs || !ids)
+			up_error(sh, th->slot, SHMC_ENOMEM, "worker buffers");
+		free(items);
+		free(keys);
+		free(bufs);
+		free(ids);
+		free(buf);
+		return NULL;
+	}
 	for (uint64_t n = 0;; n++) {
 		if (n % UP_CHECK_OPS == 0 && (now_ns() >= deadline || bench_interrupted))
 			break;
@@ -985,6 +1034,8 @@ static void up_usage(FILE *out)
 		"  --value-size B        value bytes (default 100)\n"
 		"  --procs N             worker processes, one uplink each (default 2)\n"
 		"  --threads N           threads per worker process (default 16)\n"
+		"  --many K              each thread calls shmc_fetch_many on K keys at a time\n"
+		"                        (one batch per call) instead of shmc_fetch on one\n"
 		"  --batch N             the uplink's batch option (default %u)\n"
 		"  --seconds S           timed seconds of (1), all rounds (default 6)\n"
 		"  --rounds R            (1) then (2), R times; medians reported (default 3)\n"
@@ -1013,6 +1064,7 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 		O_PROCS,
 		O_THREADS,
 		O_BATCH,
+		O_MANY,
 		O_SECONDS,
 		O_ROUNDS,
 		O_REQUESTS,
@@ -1031,6 +1083,7 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 		{"procs", required_argument, NULL, O_PROCS},
 		{"threads", required_argument, NULL, O_THREADS},
 		{"batch", required_argument, NULL, O_BATCH},
+		{"many", required_argument, NULL, O_MANY},
 		{"seconds", required_argument, NULL, O_SECONDS},
 		{"rounds", required_argument, NULL, O_ROUNDS},
 		{"bench-requests", required_argument, NULL, O_REQUESTS},
@@ -1094,6 +1147,11 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 			if (bench_parse_u64(optarg, 1, 4096, &v))
 				bad = "--batch";
 			cfg->batch = (unsigned)v;
+			break;
+		case O_MANY:
+			if (bench_parse_u64(optarg, 0, 4096, &v))
+				bad = "--many";
+			cfg->many = (unsigned)v;
 			break;
 		case O_SECONDS:
 			if (bench_parse_double(optarg, 0.05, 3600, &cfg->seconds))

@@ -372,6 +372,28 @@ typedef int (*shmc_loader_fn)(void *arg, const void *key, size_t klen, void **va
 int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t cap,
                size_t *vlen, shmc_loader_fn loader, void *arg);
 
+/* One key of shmc_fetch_many(): the caller sets key, klen, buf and cap. */
+struct shmc_fetch_item {
+	const void *key;
+	size_t klen;
+	void *buf;   /* the value is copied here */
+	size_t cap;
+	size_t vlen; /* out: the value's length (also with SHMC_ERANGE) */
+	int rc;      /* out: what shmc_fetch() would have returned for this key */
+};
+
+/* shmc_fetch() for n keys at once, with the same guarantees per key. With
+ * loader NULL and an uplink, the misses this call fills go to the remote
+ * tier together, as one pipelined batch: n misses cost one round trip and
+ * one wait instead of n (a key another caller is already filling is
+ * waited for, as shmc_fetch() would). With a loader, or without an uplink,
+ * the keys are fetched one after the other. Each item's rc and vlen say
+ * how its key went. Returns the number of items whose rc is 0, or
+ * SHMC_EINVAL (c NULL, items NULL with n > 0) with no item touched.
+ * Thread-safe, process-safe. */
+int shmc_fetch_many(shmc_cache *c, struct shmc_fetch_item *items, size_t n,
+                    shmc_loader_fn loader, void *arg);
+
 /* ----------------------------------------------------------------- stats */
 
 /* Host-wide totals. Counters are summed over every attached thread plus the

@@ -18,6 +18,7 @@
  * cooling-down second: stale serves meanwhile count as stale-if-error, and
  * a caller that really misses takes the lease over at once.
  */
+#include "alloc.h"
 #include "handle.h"
 #include "index.h"
 #include "index_read.h"
@@ -163,13 +164,20 @@ static int store_through_lease(struct fetch *f, uint32_t idx, uint64_t entry, co
  * more precise message (which node, what went wrong). */
 static int loader_failed(struct fetch *f, int rc)
 {
-	if (f->loader == shmc__uplink_loader)
+	if (f->loader == shmc__uplink_loader || f->loader == shmc__uplink_answer_loader)
 		return rc;
 	return shmc__fail(f->c, rc, "loader failed: %s", shmc_strerror(rc));
 }
 
-/* One origin call: counted, and timed for XFetch (an average kept with
- * relaxed stores: a lost update costs nothing). *val is the caller's to
+/* Fold one origin call's duration into the average XFetch scales by (kept
+ * with relaxed stores: a lost update costs nothing). */
+static void loader_timed(shmc_cache *c, uint64_t ns)
+{
+	uint64_t avg = uatomic_read(&c->loader_avg_ns);
+	uatomic_set(&c->loader_avg_ns, avg ? avg - avg / 8 + ns / 8 : ns);
+}
+
+/* One origin call: counted, and timed for XFetch. *val is the caller's to
  * free. Returns the loader's code. */
 static int origin_call(struct fetch *f, void **val, size_t *len, uint32_t *ttl)
 {
@@ -180,8 +188,10 @@ static int origin_call(struct fetch *f, void **val, size_t *len, uint32_t *ttl)
 	shmc__count(f->t, SHMC__CTR_origin_calls, 1);
 	uint64_t t0 = shmc__obs_now_ns();
 	int rc = f->loader(f->arg, f->k.key, f->k.klen, val, len, ttl);
-	uint64_t ns = shmc__obs_now_ns() - t0, avg = uatomic_read(&c->loader_avg_ns);
-	uatomic_set(&c->loader_avg_ns, avg ? avg - avg / 8 + ns / 8 : ns);
+	/* An answer fetched beforehand (shmc_fetch_many) took no time here:
+	 * its batch was timed. */
+	if (f->loader != shmc__uplink_answer_loader)
+		loader_timed(c, shmc__obs_now_ns() - t0);
 	return rc;
 }
 
@@ -566,6 +576,73 @@ static int wait_on(struct fetch *f, uint32_t idx)
 			  shmc_strerror(result));
 }
 
+/* What look() found, returned to the caller; FOUND_NOTHING (no error)
+ * leaves *done false: the key is to be filled. */
+static int serve_found(struct fetch *f, enum found what, int rc, uint64_t soft, bool *done)
+{
+	shmc_cache *c = f->c;
+	*done = true;
+	switch (what) {
+	case FOUND_FRESH:
+		if (xfetch_due(c, soft))
+			refresh_async(f);
+		return rc == SHMC_ERANGE ? erange(f) : rc;
+	case FOUND_STALE:
+		shmc__count(f->t, SHMC__CTR_stale_serves, 1);
+		refresh_async(f);
+		return rc == SHMC_ERANGE ? erange(f) : rc;
+	case FOUND_ABSENT:
+		shmc__count(f->t, SHMC__CTR_negative_hits, 1);
+		return shmc__fail(c, SHMC_ENOTFOUND, "key not found (cached as absent)");
+	case FOUND_NOTHING:
+		break;
+	}
+	*done = rc != 0;
+	return rc;
+}
+
+/* A miss: what to do about the key's fill. */
+enum miss_next {
+	LOOK_AGAIN, /* stored meanwhile */
+	JOINED,     /* *idx: another caller's fill, joined (we are a waiter) */
+	CLAIMED,    /* *idx, *entry: our fill */
+	ALONE,      /* no lease to be had */
+	FILLING     /* another caller's fill, not joined (may_join false) */
+};
+
+static enum miss_next join_or_claim(struct fetch *f, bool may_join, uint32_t *idx,
+				    uint64_t *entry)
+{
+	shmc_cache *c = f->c;
+	struct shmc__tctx *t = f->t;
+	enum miss_next next;
+	struct shmc__found fd;
+	uint64_t *slot;
+	shmc__rcu_read_enter(c, t);
+	shmc__bucket_lock(c, t, f->k.bucket);
+	if (shmc__index_find(c, &f->k, &fd) == 0 &&
+	    (!fd.expire_abs_ms || shmc__clock_ms(c) < fd.expire_abs_ms)) {
+		next = LOOK_AGAIN;
+	} else if ((slot = shmc__lease_find_locked(c, &f->k)) != NULL) {
+		next = FILLING;
+		if (may_join) {
+			*idx = shmc__lease_index(uatomic_read(slot));
+			/* Before unlock, and a full barrier: see lease.c. */
+			(void)uatomic_add_return(&c->leases[*idx].waiters, 1);
+			next = JOINED;
+		}
+	} else if (shmc__lease_claim_locked(c, t, &f->k, t->lock_id,
+					    shmc__now_ms() + c->fill_timeout_ms, entry) == 0) {
+		*idx = shmc__lease_index(*entry);
+		next = CLAIMED;
+	} else {
+		next = ALONE;
+	}
+	shmc__bucket_unlock(c, t, f->k.bucket);
+	shmc__rcu_read_exit(c, t);
+	return next;
+}
+
 static int fetch_run(struct fetch *f)
 {
 	shmc_cache *c = f->c;
@@ -573,63 +650,27 @@ static int fetch_run(struct fetch *f)
 	for (int round = 0; round < FETCH_ROUNDS; round++) {
 		int rc;
 		uint64_t soft;
+		bool done;
 		shmc__rcu_read_enter(c, t);
 		enum found what = look(f, &rc, &soft);
 		shmc__rcu_read_exit(c, t);
-		switch (what) {
-		case FOUND_FRESH:
-			if (xfetch_due(c, soft))
-				refresh_async(f);
-			return rc == SHMC_ERANGE ? erange(f) : rc;
-		case FOUND_STALE:
-			shmc__count(t, SHMC__CTR_stale_serves, 1);
-			refresh_async(f);
-			return rc == SHMC_ERANGE ? erange(f) : rc;
-		case FOUND_ABSENT:
-			shmc__count(t, SHMC__CTR_negative_hits, 1);
-			return shmc__fail(c, SHMC_ENOTFOUND, "key not found (cached as absent)");
-		case FOUND_NOTHING:
-			if (rc)
-				return rc;
-			break;
-		}
+		rc = serve_found(f, what, rc, soft, &done);
+		if (done)
+			return rc;
 		if (!f->loader)
 			return shmc__fail(c, SHMC_EUPLINK, "no loader and no uplink configured");
 		if (c->flags & SHMC_RDONLY)
 			return load_alone(f);
 
-		/* A miss: join the key's fill or start one. */
-		enum { LOOK_AGAIN, JOINED, CLAIMED, ALONE } next;
 		uint64_t entry = 0;
 		uint32_t idx = 0;
-		shmc__rcu_read_enter(c, t);
-		shmc__bucket_lock(c, t, f->k.bucket);
-		struct shmc__found fd;
-		uint64_t *slot;
-		if (shmc__index_find(c, &f->k, &fd) == 0 &&
-		    (!fd.expire_abs_ms || shmc__clock_ms(c) < fd.expire_abs_ms)) {
-			next = LOOK_AGAIN; /* stored meanwhile */
-		} else if ((slot = shmc__lease_find_locked(c, &f->k)) != NULL) {
-			idx = shmc__lease_index(uatomic_read(slot));
-			/* Before unlock, and a full barrier: see lease.c. */
-			(void)uatomic_add_return(&c->leases[idx].waiters, 1);
-			next = JOINED;
-		} else if (shmc__lease_claim_locked(c, t, &f->k, t->lock_id,
-						    shmc__now_ms() + c->fill_timeout_ms, &entry) == 0) {
-			idx = shmc__lease_index(entry);
-			next = CLAIMED;
-		} else {
-			next = ALONE;
-		}
-		shmc__bucket_unlock(c, t, f->k.bucket);
-		shmc__rcu_read_exit(c, t);
-
-		switch (next) {
+		switch (join_or_claim(f, true, &idx, &entry)) {
 		case LOOK_AGAIN:
 			continue;
 		case CLAIMED:
 			return fill(f, idx, entry);
 		case ALONE:
+		case FILLING:
 			return load_alone(f);
 		case JOINED:
 			break;
@@ -673,4 +714,119 @@ int shmc_fetch(shmc_cache *c, const void *key, size_t klen, void *buf, size_t ca
 	if (sampled)
 		shmc__obs_latency(c, SHMC_OP_FETCH, shmc__obs_now_ns() - start_ns);
 	return rc;
+}
+
+/* ------------------------------------------------------- shmc_fetch_many */
+
+/* One key of a shmc_fetch_many call, and where it stands. */
+struct many_key {
+	struct fetch f;
+	uint32_t idx;     /* claimed: the lease of our fill */
+	uint64_t entry;
+	bool claimed;     /* our fill, whose GET goes in the call's batch */
+	bool done;        /* item->rc is final */
+};
+
+static int check_item(shmc_cache *c, const struct shmc_fetch_item *it)
+{
+	if (!it->buf && it->cap)
+		return shmc__fail(c, SHMC_EINVAL, "NULL buffer with a capacity");
+	return shmc__check_key(c, it->key, it->klen);
+}
+
+/* Without the uplink, or with a loader of the caller's (which takes one
+ * key at a time), or short of memory: one shmc_fetch per key. */
+static size_t fetch_each(shmc_cache *c, struct shmc_fetch_item *items, size_t n,
+			 shmc_loader_fn loader, void *arg)
+{
+	size_t ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct shmc_fetch_item *it = &items[i];
+		it->vlen = 0;
+		it->rc = shmc_fetch(c, it->key, it->klen, it->buf, it->cap, &it->vlen, loader, arg);
+		ok += it->rc == 0;
+	}
+	return ok;
+}
+
+/* The misses this call fills go to the remote tier in one batch: first
+ * every key is looked up and, if missing, its fill lease claimed (a key
+ * another caller is filling is left for the end, where it is waited for
+ * as shmc_fetch would); then one shmc__uplink_get_many; then each claimed
+ * key is filled with its answer, exactly as shmc_fetch fills (the answer
+ * standing in for the loader's result). */
+int shmc_fetch_many(shmc_cache *c, struct shmc_fetch_item *items, size_t n, shmc_loader_fn loader,
+		    void *arg)
+{
+	if (!c)
+		return SHMC_EINVAL;
+	if (!items && n)
+		return shmc__fail(c, SHMC_EINVAL, "NULL items");
+	int err = 0;
+	struct shmc__tctx *t = shmc__tctx_get(c, &err);
+	if (!t)
+		return err;
+	if (loader || !c->uplink || n > SIZE_MAX / sizeof(struct many_key))
+		return (int)fetch_each(c, items, n, loader, arg);
+	struct many_key *keys = shmc__zalloc(n * sizeof(*keys));
+	struct shmc__uplink_answer *answers = shmc__zalloc(n * sizeof(*answers));
+	if (!keys || !answers) {
+		shmc__free(keys);
+		shmc__free(answers);
+		return (int)fetch_each(c, items, n, NULL, NULL);
+	}
+	size_t nclaimed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct shmc_fetch_item *it = &items[i];
+		struct many_key *mk = &keys[i];
+		it->vlen = 0;
+		it->rc = check_item(c, it);
+		if (it->rc) {
+			mk->done = true;
+			continue;
+		}
+		mk->f = (struct fetch){.c = c, .t = t, .buf = it->buf, .cap = it->cap,
+				       .vlen = &it->vlen, .loader = shmc__uplink_loader, .arg = c};
+		shmc__keyref_init(c, &mk->f.k, it->key, it->klen);
+		int rc;
+		uint64_t soft;
+		shmc__rcu_read_enter(c, t);
+		enum found what = look(&mk->f, &rc, &soft);
+		shmc__rcu_read_exit(c, t);
+		it->rc = serve_found(&mk->f, what, rc, soft, &mk->done);
+		if (mk->done || (c->flags & SHMC_RDONLY))
+			continue;
+		if (join_or_claim(&mk->f, false, &mk->idx, &mk->entry) == CLAIMED) {
+			mk->claimed = true;
+			answers[nclaimed].op.key = it->key;
+			answers[nclaimed].op.klen = it->klen;
+			nclaimed++;
+		}
+	}
+	uint64_t t0 = shmc__obs_now_ns();
+	bool answered = nclaimed && shmc__uplink_get_many(c, answers, nclaimed) == 0;
+	if (answered)
+		loader_timed(c, shmc__obs_now_ns() - t0);
+	size_t a = 0, ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct many_key *mk = &keys[i];
+		if (mk->claimed) {
+			/* Unanswered (no memory for the batch): this key's own
+			 * GET, as shmc_fetch would send it. */
+			if (answered) {
+				mk->f.loader = shmc__uplink_answer_loader;
+				mk->f.arg = &answers[a++];
+			}
+			items[i].rc = fill(&mk->f, mk->idx, mk->entry);
+			mk->done = true;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!keys[i].done)
+			items[i].rc = fetch_run(&keys[i].f);
+		ok += items[i].rc == 0;
+	}
+	shmc__free(keys);
+	shmc__free(answers);
+	return (int)ok;
 }

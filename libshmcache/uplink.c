@@ -185,20 +185,29 @@ static bool combine(struct shmc__uplink *u, struct uplink_req *r)
 	return uatomic_read(&r->done);
 }
 
-/* Enqueue r and see it answered, by running the queue or by sleeping
- * until the thread has; then wake the callers r's answer hands on to. */
-static void submit_and_wait(struct shmc__uplink *u, struct uplink_req *r)
+/* Wait until r is answered (it is queued, and someone runs the queue);
+ * then wake the callers r's answer hands on to. */
+static void await_answer(struct uplink_req *r)
 {
-	enqueue_quiet(u, r);
-	if (!combine(u, r)) {
-		wake_thread(u);
-		while (!uatomic_read(&r->done))
-			futex_async(&r->done, FUTEX_WAIT_LOCAL, 0, NULL, NULL, 0);
-	}
+	while (!uatomic_read(&r->done))
+		futex_async(&r->done, FUTEX_WAIT_LOCAL, 0, NULL, NULL, 0);
 	cmm_smp_rmb();
 	for (int i = 0; i < 2; i++)
 		if (r->wake_next[i])
 			futex_async(r->wake_next[i], FUTEX_WAKE_LOCAL, 1, NULL, NULL, 0);
+}
+
+/* Enqueue reqs[0..n) and see them all answered, by running the queue or
+ * by sleeping until the thread has. The queue is first in, first out, so
+ * once the last is answered, so are the others. */
+static void submit_and_wait(struct shmc__uplink *u, struct uplink_req *reqs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		enqueue_quiet(u, &reqs[i]);
+	if (!combine(u, &reqs[n - 1]))
+		wake_thread(u);
+	for (size_t i = 0; i < n; i++)
+		await_answer(&reqs[i]);
 }
 
 /* Per-node totals, summed over a cluster's nodes (nodes are never removed,
@@ -366,9 +375,14 @@ static void complete(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink
 /* Hand a batch back: free its write-behinds; publish every other answer
  * and wake the first caller, who starts the tree of wake-ups (caller j
  * wakes callers 2j + 1 and 2j + 2). self is the request of the caller
- * running the batch (NULL for the thread): it is put first, and being
+ * running the batch (NULL for the thread): it is moved first, and being
  * awake already, is not woken. Once a request's done is set its memory
- * may be gone (its caller returns): nothing of it is read after. */
+ * may be gone (its caller returns): nothing of it is read after.
+ *
+ * A caller with several requests (shmc__uplink_get_many) awaits them in
+ * the order it queued them, and the others keep that order here: a
+ * request's parent in the tree is earlier in the batch, so it is never a
+ * later request of the same caller, which would wait for itself. */
 static void complete_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct uplink_req **reqs,
 			   size_t n, struct uplink_req *self)
 {
@@ -383,8 +397,9 @@ static void complete_batch(struct shmc__uplink *u, struct shmc__tctx *t, struct 
 		return;
 	for (size_t i = 1; i < m; i++)
 		if (reqs[i] == self) {
-			reqs[i] = reqs[0];
+			memmove(&reqs[1], &reqs[0], i * sizeof(*reqs));
 			reqs[0] = self;
+			break;
 		}
 	for (size_t j = 0; j < m; j++) {
 		size_t child = 2 * j + 1;
@@ -597,6 +612,14 @@ int shmc__uplink_restart(shmc_cache *c)
 	return shmc__uplink_start(c, c->uplink_uri);
 }
 
+/* The remote tier's failure, recorded for the caller; other codes pass. */
+static int remote_failure(shmc_cache *c, const struct shmc__rop *op)
+{
+	if (op->rc && op->rc != SHMC_ENOTFOUND)
+		return shmc__fail(c, SHMC_EUPLINK, "remote tier: %s", op->err);
+	return op->rc;
+}
+
 /* A request on the caller's stack, answered before it returns. */
 static int call(shmc_cache *c, struct shmc__rop *op)
 {
@@ -604,29 +627,54 @@ static int call(shmc_cache *c, struct shmc__rop *op)
 	if (!u)
 		return shmc__fail(c, SHMC_EUPLINK, "no uplink configured");
 	struct uplink_req r = {.op = *op};
-	submit_and_wait(u, &r);
+	submit_and_wait(u, &r, 1);
 	*op = r.op;
-	if (op->rc && op->rc != SHMC_ENOTFOUND)
-		return shmc__fail(c, SHMC_EUPLINK, "remote tier: %s", op->err);
-	return op->rc;
+	return remote_failure(c, op);
 }
 
-int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, size_t *vlen,
-			uint32_t *ttl_ms)
+int shmc__uplink_get_many(shmc_cache *c, struct shmc__uplink_answer *answers, size_t n)
 {
-	shmc_cache *c = arg;
-	struct shmc__rop op = {.kind = SHMC__ROP_GET, .key = key, .klen = klen};
-	int rc = call(c, &op);
+	struct shmc__uplink *u = c->uplink;
+	if (!u)
+		return shmc__fail(c, SHMC_EUPLINK, "no uplink configured");
+	if (!n)
+		return 0;
+	struct uplink_req *reqs = shmc__zalloc(n * sizeof(*reqs));
+	if (!reqs)
+		return shmc__fail(c, SHMC_ENOMEM, "uplink: %zu requests", n);
+	for (size_t i = 0; i < n; i++)
+		reqs[i].op = (struct shmc__rop){
+			.kind = SHMC__ROP_GET, .key = answers[i].op.key, .klen = answers[i].op.klen};
+	submit_and_wait(u, reqs, n);
+	for (size_t i = 0; i < n; i++) {
+		answers[i].c = c;
+		answers[i].op = reqs[i].op;
+	}
+	shmc__free(reqs);
+	return 0;
+}
+
+int shmc__uplink_answer_loader(void *arg, const void *key, size_t klen, void **val, size_t *vlen,
+			       uint32_t *ttl_ms)
+{
+	(void)key;
+	(void)klen;
+	struct shmc__uplink_answer *a = arg;
+	shmc_cache *c = a->c;
+	struct shmc__rop *op = &a->op;
+	int rc = remote_failure(c, op);
 	if (rc) {
-		free(op.val_out);
+		free(op->val_out);
+		op->val_out = NULL;
 		return rc;
 	}
 	/* The loader's contract (malloc(3) memory, freed with free(3)) is
 	 * val_out's own. */
-	*val = op.val_out;
-	*vlen = op.vlen_out;
+	*val = op->val_out;
+	*vlen = op->vlen_out;
+	op->val_out = NULL;
 	/* Never longer than the remote key lives; never longer than the cap. */
-	uint64_t ttl = op.pttl_ms > 0 ? (uint64_t)op.pttl_ms : op.pttl_ms == 0 ? 1 : 0;
+	uint64_t ttl = op->pttl_ms > 0 ? (uint64_t)op->pttl_ms : op->pttl_ms == 0 ? 1 : 0;
 	uint32_t cap = c->uplink->cfg.ttl_cap_ms;
 	if (cap && (ttl == 0 || ttl > cap))
 		ttl = cap;
@@ -645,6 +693,20 @@ int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, siz
 	}
 	*ttl_ms = (uint32_t)ttl;
 	return 0;
+}
+
+int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, size_t *vlen,
+			uint32_t *ttl_ms)
+{
+	shmc_cache *c = arg;
+	struct shmc__uplink_answer a = {
+		.c = c, .op = {.kind = SHMC__ROP_GET, .key = key, .klen = klen}};
+	int rc = call(c, &a.op);
+	if (rc) {
+		free(a.op.val_out);
+		return rc;
+	}
+	return shmc__uplink_answer_loader(&a, key, klen, val, vlen, ttl_ms);
 }
 
 static int remote_write(shmc_cache *c, enum shmc__rop_kind kind, const void *key, size_t klen,

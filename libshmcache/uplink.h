@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "redis_node.h"
+
 struct shmc_cache;
 
 /* Check uri; SHMC_EINVAL with the reason recorded (for shmc_opts_set_uplink). */
@@ -39,6 +41,25 @@ int shmc__uplink_restart(struct shmc_cache *c);
  * uplink thread. */
 int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, size_t *vlen,
 			uint32_t *ttl_ms);
+
+/* The answer to one GET of shmc__uplink_get_many, which
+ * shmc__uplink_answer_loader hands to a fill as the loader's result. */
+struct shmc__uplink_answer {
+	struct shmc_cache *c;
+	struct shmc__rop op; /* the caller sets op.key and op.klen */
+};
+
+/* GET answers[0..n) through the uplink thread at once: one pipelined
+ * batch (or more, past the batch option), one wait. Each answer's outcome
+ * is in its op. Returns 0, SHMC_EUPLINK (no uplink) or SHMC_ENOMEM. */
+int shmc__uplink_get_many(struct shmc_cache *c, struct shmc__uplink_answer *answers, size_t n);
+
+/* A loader (arg = a struct shmc__uplink_answer) returning that answer, as
+ * shmc__uplink_loader would have: the value (handed over: *val is the
+ * caller's), a TTL capped by the remote one, SHMC_ENOTFOUND, or
+ * SHMC_EUPLINK with the reason recorded. */
+int shmc__uplink_answer_loader(void *arg, const void *key, size_t klen, void **val,
+			       size_t *vlen, uint32_t *ttl_ms);
 
 /* Remote SET with PX ttl_ms (0 = none) or DEL. wait: return the remote
  * answer (write-through); else queue and return at once (write-behind:

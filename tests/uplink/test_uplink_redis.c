@@ -794,11 +794,12 @@ static int herd_child(unsigned index, void *arg)
  * by whoever holds the uplink's queue at that moment (the caller itself,
  * another caller, or the uplink thread), and each must still get its own
  * key's value, with one remote GET per key. */
-enum { CROWD_THREADS = 16, CROWD_KEYS = 200 };
+enum { CROWD_THREADS = 16, CROWD_KEYS = 200, CROWD_MANY_MAX = 16 };
 
 struct crowd {
 	struct fx *fx;
 	unsigned id;
+	unsigned many; /* keys per shmc_fetch_many call; 0: shmc_fetch */
 	unsigned wrong;
 	char first_wrong[160];
 	pthread_t thread;
@@ -812,28 +813,60 @@ static void crowd_key(const struct fx *fx, char *buf, size_t cap, unsigned threa
 	key_of(fx, buf, cap, suffix);
 }
 
+static void crowd_wrong(struct crowd *w, const char *k, int rc, const char *buf, size_t vlen)
+{
+	if (!w->wrong++)
+		snprintf(w->first_wrong, sizeof w->first_wrong, "%.80s: %s, '%.*s'", k,
+			 shmc_errname(rc), rc ? 0 : (int)vlen, buf);
+}
+
+/* The crowd's keys w->many at a time, with shmc_fetch_many. */
+static void crowd_many(struct crowd *w)
+{
+	char keys[CROWD_MANY_MAX][256], bufs[CROWD_MANY_MAX][256];
+	struct shmc_fetch_item items[CROWD_MANY_MAX];
+
+	for (unsigned i = 0; i < CROWD_KEYS; i += w->many) {
+		unsigned n = 0;
+		for (; n < w->many && i + n < CROWD_KEYS; n++) {
+			crowd_key(w->fx, keys[n], sizeof keys[n], w->id, i + n);
+			items[n] = (struct shmc_fetch_item){.key = keys[n],
+							    .klen = strlen(keys[n]),
+							    .buf = bufs[n],
+							    .cap = sizeof bufs[n]};
+		}
+		shmc_fetch_many(w->fx->c, items, n, NULL, NULL);
+		for (unsigned j = 0; j < n; j++)
+			if (items[j].rc || items[j].vlen != items[j].klen ||
+			    memcmp(bufs[j], keys[j], items[j].vlen) != 0)
+				crowd_wrong(w, keys[j], items[j].rc, bufs[j], items[j].vlen);
+	}
+}
+
 static void *crowd_main(void *arg)
 {
 	struct crowd *w = arg;
 	char k[256], buf[256];
 	size_t vlen;
 
+	if (w->many) {
+		crowd_many(w);
+		return NULL;
+	}
 	for (unsigned i = 0; i < CROWD_KEYS; i++) {
 		crowd_key(w->fx, k, sizeof k, w->id, i);
 		int rc = shmc_fetch(w->fx->c, k, strlen(k), buf, sizeof buf, &vlen, NULL, NULL);
 		/* the value stored under each key is the key itself */
-		if (rc || vlen != strlen(k) || memcmp(buf, k, vlen) != 0) {
-			if (!w->wrong++)
-				snprintf(w->first_wrong, sizeof w->first_wrong, "%s: %s, '%.*s'", k,
-					 shmc_errname(rc), rc ? 0 : (int)vlen, buf);
-		}
+		if (rc || vlen != strlen(k) || memcmp(buf, k, vlen) != 0)
+			crowd_wrong(w, k, rc, buf, vlen);
 	}
 	return NULL;
 }
 
-static void test_uplink_redis_threads_of_one_process_each_get_their_own_value(void **state)
+/* CROWD_THREADS threads fetch their CROWD_KEYS keys, many at a time (0:
+ * one by one), all at once. */
+static void crowd_run(struct fx *fx, unsigned many)
 {
-	struct fx *fx = *state;
 	struct crowd crowd[CROWD_THREADS];
 	char uri[256], k[256];
 
@@ -845,7 +878,7 @@ static void test_uplink_redis_threads_of_one_process_each_get_their_own_value(vo
 		}
 	uint64_t gets = command_calls("get");
 	for (unsigned t = 0; t < CROWD_THREADS; t++) {
-		crowd[t] = (struct crowd){.fx = fx, .id = t};
+		crowd[t] = (struct crowd){.fx = fx, .id = t, .many = many};
 		assert_int_equal(pthread_create(&crowd[t].thread, NULL, crowd_main, &crowd[t]), 0);
 	}
 	unsigned wrong = 0;
@@ -857,10 +890,23 @@ static void test_uplink_redis_threads_of_one_process_each_get_their_own_value(vo
 		wrong += crowd[t].wrong;
 	}
 	struct shmc_stats st = stats_of(fx->c);
-	print_message("%u threads x %u misses: %llu remote batches\n", CROWD_THREADS, CROWD_KEYS,
-		      (unsigned long long)st.uplink_batches);
+	print_message("%u threads x %u misses, %u per call: %llu remote batches\n", CROWD_THREADS,
+		      CROWD_KEYS, many ? many : 1, (unsigned long long)st.uplink_batches);
 	assert_int_equal(wrong, 0);
 	assert_int_equal(command_calls("get") - gets, CROWD_THREADS * CROWD_KEYS);
+}
+
+static void test_uplink_redis_threads_of_one_process_each_get_their_own_value(void **state)
+{
+	crowd_run(*state, 0);
+}
+
+/* The same with shmc_fetch_many: a caller's requests share batches with
+ * other callers' and wake one another's (uplink.c); none may wait for an
+ * answer that only its own later request would pass on. */
+static void test_uplink_redis_threads_fetch_many_at_once_each_get_their_own_values(void **state)
+{
+	crowd_run(*state, 8);
 }
 
 static void test_uplink_redis_herd_of_32_processes_makes_one_get(void **state)
@@ -888,6 +934,231 @@ static void test_uplink_redis_herd_of_32_processes_makes_one_get(void **state)
 	assert_int_equal(atomic_load(&h->right), HERD);
 	assert_int_equal(remote_gets, 1);
 	assert_int_equal(st.origin_calls, 1);
+	tu_shared_free(h, sizeof *h);
+}
+
+/* ========================================================= fetch_many */
+
+enum { MANY_KEYS = 10 };
+
+/* Keys "<name>:many<i>", each holding its own name in Redis. */
+static void many_keys(const struct fx *fx, char keys[][256], unsigned n)
+{
+	char suffix[32];
+
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(suffix, sizeof suffix, "many%u", i);
+		key_of(fx, keys[i], 256, suffix);
+		raw_ok("SET %s %s", keys[i], keys[i]);
+	}
+}
+
+static void expect_item(const struct shmc_fetch_item *it, int rc, const char *value)
+{
+	if (it->rc != rc)
+		fail_msg("item %.*s: %s, expected %s", (int)it->klen, (const char *)it->key,
+			 shmc_errname(it->rc), shmc_errname(rc));
+	if (value && (it->vlen != strlen(value) || memcmp(it->buf, value, it->vlen) != 0))
+		fail_msg("item %.*s: '%.*s', expected '%s'", (int)it->klen,
+			 (const char *)it->key, (int)it->vlen, (const char *)it->buf, value);
+}
+
+static void test_uplink_redis_fetch_many_sends_the_misses_in_one_batch(void **state)
+{
+	struct fx *fx = *state;
+	char uri[256], keys[MANY_KEYS][256], absent[256], bufs[MANY_KEYS + 4][256], small[4];
+	fx->c = open_fresh(fx, &(struct seg_opts){.uri = redis_uri(uri, sizeof uri, "")});
+	many_keys(fx, keys, MANY_KEYS);
+	key_of(fx, absent, sizeof absent, "many-absent");
+	expect_fetch(fx->c, keys[3], keys[3]); /* an L1 hit below */
+
+	struct shmc_fetch_item items[MANY_KEYS + 4];
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		items[i] = (struct shmc_fetch_item){
+			.key = keys[i], .klen = strlen(keys[i]), .buf = bufs[i], .cap = 256};
+	/* the same key twice, an absent key, an empty key, a short buffer */
+	items[MANY_KEYS] = (struct shmc_fetch_item){
+		.key = keys[5], .klen = strlen(keys[5]), .buf = bufs[MANY_KEYS], .cap = 256};
+	items[MANY_KEYS + 1] = (struct shmc_fetch_item){
+		.key = absent, .klen = strlen(absent), .buf = bufs[MANY_KEYS + 1], .cap = 256};
+	items[MANY_KEYS + 2] = (struct shmc_fetch_item){
+		.key = "", .klen = 0, .buf = bufs[MANY_KEYS + 2], .cap = 256};
+	items[MANY_KEYS + 3] = (struct shmc_fetch_item){
+		.key = keys[7], .klen = strlen(keys[7]), .buf = small, .cap = sizeof small};
+
+	struct shmc_stats st0 = stats_of(fx->c);
+	uint64_t gets = command_calls("get");
+	int ok = shmc_fetch_many(fx->c, items, MANY_KEYS + 4, NULL, NULL);
+	struct shmc_stats st1 = stats_of(fx->c);
+
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		expect_item(&items[i], 0, keys[i]);
+	expect_item(&items[MANY_KEYS], 0, keys[5]);
+	expect_item(&items[MANY_KEYS + 1], SHMC_ENOTFOUND, NULL);
+	expect_item(&items[MANY_KEYS + 2], SHMC_EINVAL, NULL);
+	expect_item(&items[MANY_KEYS + 3], SHMC_ERANGE, NULL);
+	assert_int_equal(items[MANY_KEYS + 3].vlen, strlen(keys[7]));
+	assert_int_equal(ok, MANY_KEYS + 1);
+	/* the 9 missing keys and the absent one: one GET each, one batch */
+	print_message("%u items: %llu remote GET in %llu batch(es)\n", MANY_KEYS + 4,
+		      (unsigned long long)(command_calls("get") - gets),
+		      (unsigned long long)(st1.uplink_batches - st0.uplink_batches));
+	assert_int_equal(command_calls("get") - gets, MANY_KEYS);
+	assert_int_equal(st1.uplink_batches - st0.uplink_batches, 1);
+	assert_int_equal(st1.origin_calls - st0.origin_calls, MANY_KEYS);
+
+	/* installed, the absent one as absent: no remote call the second time */
+	ok = shmc_fetch_many(fx->c, items, MANY_KEYS + 4, NULL, NULL);
+	assert_int_equal(ok, MANY_KEYS + 1);
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		expect_item(&items[i], 0, keys[i]);
+	expect_item(&items[MANY_KEYS + 1], SHMC_ENOTFOUND, NULL);
+	assert_int_equal(command_calls("get") - gets, MANY_KEYS);
+
+	assert_int_equal(shmc_fetch_many(NULL, items, 1, NULL, NULL), SHMC_EINVAL);
+	assert_int_equal(shmc_fetch_many(fx->c, NULL, 1, NULL, NULL), SHMC_EINVAL);
+	assert_int_equal(shmc_fetch_many(fx->c, NULL, 0, NULL, NULL), 0);
+}
+
+static unsigned many_loader_calls;
+
+static int many_loader(void *arg, const void *key, size_t klen, void **val, size_t *vlen,
+		       uint32_t *ttl_ms)
+{
+	(void)arg;
+	many_loader_calls++;
+	*val = malloc(klen);
+	if (!*val)
+		return SHMC_ENOMEM;
+	memcpy(*val, key, klen);
+	*vlen = klen;
+	*ttl_ms = 0;
+	return 0;
+}
+
+static void test_uplink_redis_fetch_many_with_a_loader_calls_it_per_missing_key(void **state)
+{
+	struct fx *fx = *state;
+	char uri[256], keys[4][256], bufs[4][256];
+	fx->c = open_fresh(fx, &(struct seg_opts){.uri = redis_uri(uri, sizeof uri, "")});
+	struct shmc_fetch_item items[4];
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(bufs[i], sizeof bufs[i], "loader%u", i);
+		key_of(fx, keys[i], sizeof keys[i], bufs[i]);
+		items[i] = (struct shmc_fetch_item){
+			.key = keys[i], .klen = strlen(keys[i]), .buf = bufs[i], .cap = 256};
+	}
+	uint64_t gets = command_calls("get");
+	many_loader_calls = 0;
+	assert_int_equal(shmc_fetch_many(fx->c, items, 4, many_loader, NULL), 4);
+	for (unsigned i = 0; i < 4; i++)
+		expect_item(&items[i], 0, keys[i]);
+	assert_int_equal(many_loader_calls, 4);
+	assert_int_equal(command_calls("get"), gets);
+}
+
+static void test_uplink_redis_fetch_many_server_killed_every_miss_fails(void **state)
+{
+	struct fx *fx = *state;
+	char uri[256], keys[MANY_KEYS][256], bufs[MANY_KEYS][256];
+	fx->c = open_fresh(fx, &(struct seg_opts){.uri = redis_uri(
+						   uri, sizeof uri, "command_timeout_ms=500")});
+	many_keys(fx, keys, MANY_KEYS);
+	expect_fetch(fx->c, keys[0], keys[0]); /* a hit survives the outage */
+	struct shmc_fetch_item items[MANY_KEYS];
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		items[i] = (struct shmc_fetch_item){
+			.key = keys[i], .klen = strlen(keys[i]), .buf = bufs[i], .cap = 256};
+
+	server_kill();
+	uint64_t t0 = tu_now_ms();
+	assert_int_equal(shmc_fetch_many(fx->c, items, MANY_KEYS, NULL, NULL), 1);
+	uint64_t took = tu_now_ms() - t0;
+	print_message("%u keys, redis-server killed: %llu ms\n", MANY_KEYS,
+		      (unsigned long long)took);
+	expect_item(&items[0], 0, keys[0]);
+	for (unsigned i = 1; i < MANY_KEYS; i++)
+		expect_item(&items[i], SHMC_EUPLINK, NULL);
+	expect_errmsg_has(fx->c, "remote tier");
+	/* one failed batch, not one timeout per key */
+	assert_true(took < 2 * 500);
+	/* nothing was cached: once the server is back (empty: loaded again),
+	 * the values come */
+	assert_true(server_restart());
+	many_keys(fx, keys, MANY_KEYS);
+	for (uint64_t until = tu_now_ms() + 5000;
+	     shmc_fetch_many(fx->c, items, MANY_KEYS, NULL, NULL) != MANY_KEYS; tu_sleep_ms(50))
+		if (tu_now_ms() > until)
+			fail_msg("fetch_many still failing 5 s after the restart");
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		expect_item(&items[i], 0, keys[i]);
+}
+
+/* Processes asking for the same keys in different orders, at once: each
+ * key is fetched from Redis once (the fill leases), nobody waits for
+ * itself or for another forever, everyone gets every value. */
+struct herd_many {
+	_Atomic unsigned ready;
+	_Atomic unsigned right;
+	char name[TU_NAME_MAX];
+	char uri[256];
+	char keys[MANY_KEYS][256];
+};
+
+static int herd_many_child(unsigned index, void *arg)
+{
+	struct herd_many *h = arg;
+	shmc_opts *o;
+	shmc_cache *c;
+	char bufs[MANY_KEYS][256];
+	struct shmc_fetch_item items[MANY_KEYS];
+
+	if (shmc_opts_create(&o) || shmc_opts_set_sweeper(o, 0) ||
+	    shmc_opts_set_uplink(o, h->uri) || shmc_open(h->name, o, 0, &c)) {
+		tu_child_log("open: %s", shmc_errmsg(NULL));
+		return 1;
+	}
+	shmc_opts_destroy(o);
+	for (unsigned i = 0; i < MANY_KEYS; i++) {
+		const char *k = h->keys[(i * 3 + index) % MANY_KEYS]; /* 3 is prime to 10 */
+		items[i] = (struct shmc_fetch_item){
+			.key = k, .klen = strlen(k), .buf = bufs[i], .cap = sizeof bufs[i]};
+	}
+	tu_barrier_wait(&h->ready, HERD);
+	int ok = shmc_fetch_many(c, items, MANY_KEYS, NULL, NULL), wrong = 0;
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		if (items[i].rc || items[i].vlen != items[i].klen ||
+		    memcmp(items[i].buf, items[i].key, items[i].klen) != 0) {
+			tu_child_log("%s: %s (%s)", (const char *)items[i].key,
+				     shmc_errname(items[i].rc), shmc_errmsg(c));
+			wrong++;
+		}
+	if (!wrong && ok == MANY_KEYS)
+		atomic_fetch_add(&h->right, 1);
+	shmc_close(c);
+	return wrong ? 1 : 0;
+}
+
+static void test_uplink_redis_fetch_many_herd_of_32_processes_one_get_per_key(void **state)
+{
+	struct fx *fx = *state;
+	struct herd_many *h = tu_shared_alloc(sizeof *h);
+	pid_t pids[HERD];
+
+	assert_non_null(h);
+	fx->c = open_fresh(fx, &(struct seg_opts){0});
+	snprintf(h->name, sizeof h->name, "%s", fx->name);
+	redis_uri(h->uri, sizeof h->uri, "");
+	many_keys(fx, h->keys, MANY_KEYS);
+
+	uint64_t gets = command_calls("get");
+	assert_int_equal(tu_fork_start(HERD, herd_many_child, h, CHILD_WATCHDOG_S, pids), HERD);
+	assert_int_equal(tu_fork_wait(HERD, pids), 0);
+	uint64_t remote_gets = command_calls("get") - gets;
+	print_message("herd of %u processes x %u keys: %llu remote GET\n", HERD, MANY_KEYS,
+		      (unsigned long long)remote_gets);
+	assert_int_equal(atomic_load(&h->right), HERD);
+	assert_int_equal(remote_gets, MANY_KEYS);
 	tu_shared_free(h, sizeof *h);
 }
 
@@ -1439,6 +1710,11 @@ int main(void)
 		TEST(test_uplink_redis_absent_key_cached_as_negative_entry),
 		TEST(test_uplink_redis_herd_of_32_processes_makes_one_get),
 		TEST(test_uplink_redis_threads_of_one_process_each_get_their_own_value),
+		TEST(test_uplink_redis_threads_fetch_many_at_once_each_get_their_own_values),
+		TEST(test_uplink_redis_fetch_many_sends_the_misses_in_one_batch),
+		TEST(test_uplink_redis_fetch_many_with_a_loader_calls_it_per_missing_key),
+		TEST(test_uplink_redis_fetch_many_server_killed_every_miss_fails),
+		TEST(test_uplink_redis_fetch_many_herd_of_32_processes_one_get_per_key),
 		TEST(test_uplink_redis_server_killed_fetches_fail_fast_once_breaker_open),
 		TEST(test_uplink_redis_server_killed_l1_hits_and_stale_values_still_served),
 		TEST(test_uplink_redis_server_killed_write_through_fails_write_behind_counted),
