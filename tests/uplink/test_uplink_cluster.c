@@ -302,6 +302,70 @@ static void test_uplink_cluster_keys_on_every_master_read_through(void **state)
 	cluster_write(&e, &t, s.keys, NULL, SPREAD_KEYS);
 }
 
+/* The same keys with one shmc_fetch_many: its misses go out as one batch,
+ * which the cluster client splits by master. */
+static void test_uplink_cluster_fetch_many_keys_on_every_master(void **state)
+{
+	(void)state;
+	enum { N = SPREAD_KEYS + SPREAD_ABSENT };
+	static struct {
+		char keys[N][KEY_BYTES], vals[N][VAL_BYTES], bufs[N][VAL_BYTES];
+	} m;
+	char(*keys)[KEY_BYTES] = m.keys, (*vals)[VAL_BYTES] = m.vals, (*bufs)[VAL_BYTES] = m.bufs;
+	struct shmc_fetch_item items[N];
+	struct tc_env e;
+	static struct tc_topo t;
+	char name[TU_NAME_MAX];
+	uint16_t masters[TC_NODES_MAX];
+	shmc_cache *c = NULL;
+
+	tc_env_load(&e);
+	tc_wait_cluster_ok(&e, 10000);
+	tc_topo_load(&e, &t);
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(keys[i], KEY_BYTES, i < SPREAD_KEYS ? "e2e:many:%u" : "e2e:many-absent:%u",
+			 i);
+		value_of(vals[i], keys[i]);
+		items[i] = (struct shmc_fetch_item){
+			.key = keys[i], .klen = strlen(keys[i]), .buf = bufs[i], .cap = VAL_BYTES};
+	}
+	cluster_write(&e, &t, keys + SPREAD_KEYS, NULL, SPREAD_ABSENT);
+	cluster_write(&e, &t, keys, vals, SPREAD_KEYS);
+
+	tu_segname(name, sizeof name, "uplink-many");
+	int rc = open_uplink(name, e.uri, true, &c);
+	if (rc)
+		fail_msg("shmc_open(%s) with uplink %s: %s: %s", name, e.uri, shmc_errname(rc),
+			 shmc_errmsg(NULL));
+	assert_int_equal(shmc_fetch_many(c, items, N, NULL, NULL), SPREAD_KEYS);
+	for (unsigned i = 0; i < N; i++) {
+		if (i >= SPREAD_KEYS) {
+			assert_int_equal(items[i].rc, SHMC_ENOTFOUND);
+			continue;
+		}
+		if (items[i].rc)
+			fail_msg("%s: %s: %s", keys[i], shmc_errname(items[i].rc), shmc_errmsg(c));
+		assert_int_equal(items[i].vlen, strlen(vals[i]));
+		assert_memory_equal(bufs[i], vals[i], items[i].vlen);
+	}
+	/* counted once the uplink thread has stopped (see above) */
+	shmc_cache *watch = NULL;
+	assert_int_equal(shmc_open(name, NULL, 0, &watch), 0);
+	shmc_close(c);
+	struct shmc_stats st;
+	assert_int_equal(shmc_stats(watch, &st), 0);
+	print_uplink_stats("fetch_many on every master", &st);
+	assert_int_equal(st.origin_calls, N);
+	assert_int_equal(st.uplink_ops, N);
+	/* a round trip per master (two, if the uplink thread happened to
+	 * take the queue while the call was still filling it), not per key */
+	assert_true(st.uplink_batches <= 2 * tc_topo_masters(&t, masters));
+	assert_int_equal(st.loader_errors, 0);
+	shmc_close(watch);
+	shmc_unlink(name);
+	cluster_write(&e, &t, keys, NULL, SPREAD_KEYS);
+}
+
 /* ----------------------------------------- loads in forked processes */
 
 #define LOAD_PROCS 3
@@ -797,6 +861,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_uplink_cluster_keys_on_every_master_read_through),
+		cmocka_unit_test(test_uplink_cluster_fetch_many_keys_on_every_master),
 		cmocka_unit_test_teardown(test_uplink_cluster_slot_migration_under_load_invisible,
 					  load_teardown),
 		cmocka_unit_test_teardown(
