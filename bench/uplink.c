@@ -87,6 +87,7 @@ struct up_config {
 	size_t value_size;
 	unsigned procs, threads;
 	unsigned many;  /* keys per shmc_fetch_many call; 0 = shmc_fetch */
+	bool idle_poll; /* idle CPUs poll instead of halting during the run */
 	unsigned batch; /* the uplink's batch option (URI), 0 = not given */
 	double seconds; /* of (1), all rounds together */
 	unsigned rounds;
@@ -944,6 +945,7 @@ static void print_result(const struct up_config *cfg, const struct server *s,
 	if (cfg->json) {
 		printf("{\"uplink\":true,\"transport\":\"%s\",\"keys\":%" PRIu64
 		       ",\"key_size\":%u,\"value_size\":%zu,\"procs\":%u,\"threads\":%u,"
+		       "\"keys_per_call\":%u,\"idle_poll\":%s,"
 		       "\"batch_max\":%u,\"rounds\":%u,\"seconds\":%.3f,"
 		       "\"uplink_misses\":%" PRIu64 ",\"uplink_ops_per_sec\":%.0f,"
 		       "\"uplink_batch_avg\":%.2f,\"uplink_origin_calls\":%" PRIu64
@@ -955,8 +957,8 @@ static void print_result(const struct up_config *cfg, const struct server *s,
 		       ",\"bench_rps\":%.0f,\"ratio\":%.3f,\"ratio_target\":%.2f,\"ratio_ok\":%s,"
 		       "\"host_steal_pct\":%.1f,",
 		       cfg->transport == T_UNIX ? "unix" : "tcp", cfg->keys, UP_KEY_BYTES,
-		       cfg->value_size, cfg->procs, cfg->threads,
-		       cfg->batch ? cfg->batch : UP_DEFAULT_BATCH, res->rounds, r->seconds, r->ops,
+		       cfg->value_size, cfg->procs, cfg->threads, cfg->many ? cfg->many : 1,
+		       cfg->idle_poll ? "true" : "false", cfg->batch ? cfg->batch : UP_DEFAULT_BATCH, res->rounds, r->seconds, r->ops,
 		       r->ops_per_sec, r->batch_avg, r->origin_calls, r->uplink_ops,
 		       r->uplink_batches, r->errors, r->bad_values, r->client_cpu_us,
 		       r->server_cpu_us, r->bench_client_cpu_us, r->bench_server_cpu_us,
@@ -979,8 +981,9 @@ static void print_result(const struct up_config *cfg, const struct server *s,
 		       ok ? "true" : "false");
 		return;
 	}
-	printf("\nthroughput of misses, %u connection%s each (CPU per op in us)\n", cfg->procs,
-	       cfg->procs == 1 ? "" : "s");
+	printf("\nthroughput of misses, %u connection%s each, %s (CPU per op in us)%s\n",
+	       cfg->procs, cfg->procs == 1 ? "" : "s",
+	       cfg->many ? "shmc_fetch_many" : "shmc_fetch", cfg->idle_poll ? ", idle CPUs poll" : "");
 	printf("%-7s %11s %6s %8s %8s | %4s %11s %8s %8s | %6s\n", "", "uplink", "", "client",
 	       "server", "", "redis-bench", "client", "server", "");
 	printf("%-7s %11s %6s %8s %8s | %4s %11s %8s %8s | %6s\n", "round", "ops/s", "batch",
@@ -1037,6 +1040,10 @@ static void up_usage(FILE *out)
 		"  --many K              each thread calls shmc_fetch_many on K keys at a time\n"
 		"                        (one batch per call) instead of shmc_fetch on one\n"
 		"  --batch N             the uplink's batch option (default %u)\n"
+		"  --idle-poll           hold /dev/cpu_dma_latency at 0 during the run (root):\n"
+		"                        idle CPUs poll instead of halting, so that waking a\n"
+		"                        thread costs no exit from a halted (virtual) CPU and\n"
+		"                        both sides are bound by CPU, not by wake-up latency\n"
 		"  --seconds S           timed seconds of (1), all rounds (default 6)\n"
 		"  --rounds R            (1) then (2), R times; medians reported (default 3)\n"
 		"  --bench-requests N    requests of (2) per round (default 300000 per second\n"
@@ -1065,6 +1072,7 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 		O_THREADS,
 		O_BATCH,
 		O_MANY,
+		O_IDLE_POLL,
 		O_SECONDS,
 		O_ROUNDS,
 		O_REQUESTS,
@@ -1084,6 +1092,7 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 		{"threads", required_argument, NULL, O_THREADS},
 		{"batch", required_argument, NULL, O_BATCH},
 		{"many", required_argument, NULL, O_MANY},
+		{"idle-poll", no_argument, NULL, O_IDLE_POLL},
 		{"seconds", required_argument, NULL, O_SECONDS},
 		{"rounds", required_argument, NULL, O_ROUNDS},
 		{"bench-requests", required_argument, NULL, O_REQUESTS},
@@ -1152,6 +1161,9 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 			if (bench_parse_u64(optarg, 0, 4096, &v))
 				bad = "--many";
 			cfg->many = (unsigned)v;
+			break;
+		case O_IDLE_POLL:
+			cfg->idle_poll = true;
 			break;
 		case O_SECONDS:
 			if (bench_parse_double(optarg, 0.05, 3600, &cfg->seconds))
@@ -1301,8 +1313,9 @@ static int uplink_run(const struct up_config *cfg, struct server *srv, struct up
 	for (unsigned i = 0; i < cfg->rounds && rc == 0; i++) {
 		struct up_round *r = &res->round[i];
 		if (!cfg->json)
-			printf("uplink: round %u: (1) %u procs x %u threads, %.1f s of misses\n",
-			       i + 1, cfg->procs, cfg->threads, seconds);
+			printf("uplink: round %u: (1) %u procs x %u threads x %u keys per call, "
+			       "%.1f s of misses\n",
+			       i + 1, cfg->procs, cfg->threads, cfg->many ? cfg->many : 1, seconds);
 		rc = measure_throughput(&run, seconds, srv, watch, r);
 		if (rc)
 			break;
@@ -1336,14 +1349,36 @@ static int uplink_run(const struct up_config *cfg, struct server *srv, struct up
 	return rc;
 }
 
+/* --idle-poll: while the returned descriptor is open, the kernel keeps
+ * idle CPUs out of any sleep state with an exit latency above 0 (PM QoS),
+ * that is, they poll. -1 with a message if that cannot be had. */
+static int idle_poll_hold(void)
+{
+	int fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+	int32_t zero = 0;
+	if (fd < 0 || write(fd, &zero, sizeof zero) != (ssize_t)sizeof zero) {
+		fprintf(stderr, "shmcache-bench: uplink: --idle-poll: /dev/cpu_dma_latency: %s\n",
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int uplink_main(int argc, char **argv)
 {
 	struct up_config cfg;
 	if (up_parse(argc, argv, &cfg) != 0)
 		return 2;
+	int qos_fd = cfg.idle_poll ? idle_poll_hold() : -1;
+	if (cfg.idle_poll && qos_fd < 0)
+		return 1;
 	struct server srv = {0};
 	struct up_result res = {0};
 	int rc = uplink_run(&cfg, &srv, &res);
+	if (qos_fd >= 0)
+		close(qos_fd);
 	/* A failed run's figures are printed as JSON only, with ok false. */
 	if (cfg.json || rc == 0)
 		print_result(&cfg, &srv, &res, rc == 0);

@@ -388,8 +388,10 @@ struct shmc_fetch_item {
  * one wait instead of n (a key another caller is already filling is
  * waited for, as shmc_fetch() would). With a loader, or without an uplink,
  * the keys are fetched one after the other. Each item's rc and vlen say
- * how its key went. Returns the number of items whose rc is 0, or
- * SHMC_EINVAL (c NULL, items NULL with n > 0) with no item touched.
+ * how its key went (an invalid key or buffer fails that item only).
+ * Returns the number of items whose rc is 0, or, with no item touched,
+ * SHMC_EINVAL (c NULL, items NULL with n > 0, n > INT_MAX) or the error
+ * that registering the calling thread met (as any call can).
  * Thread-safe, process-safe. */
 int shmc_fetch_many(shmc_cache *c, struct shmc_fetch_item *items, size_t n,
                     shmc_loader_fn loader, void *arg);

@@ -17,6 +17,10 @@
  * refresh leaves the stale value and its lease in place, ownerless, for a
  * cooling-down second: stale serves meanwhile count as stale-if-error, and
  * a caller that really misses takes the lease over at once.
+ *
+ * shmc_fetch_many takes the same steps for many keys, but claims the leases
+ * of all its misses before loading any, so that their remote GETs go to
+ * the uplink as one batch.
  */
 #include "alloc.h"
 #include "handle.h"
@@ -30,6 +34,7 @@
 #include "write.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -762,6 +767,8 @@ int shmc_fetch_many(shmc_cache *c, struct shmc_fetch_item *items, size_t n, shmc
 		return SHMC_EINVAL;
 	if (!items && n)
 		return shmc__fail(c, SHMC_EINVAL, "NULL items");
+	if (n > INT_MAX)
+		return shmc__fail(c, SHMC_EINVAL, "%zu items: at most INT_MAX per call", n);
 	int err = 0;
 	struct shmc__tctx *t = shmc__tctx_get(c, &err);
 	if (!t)
