@@ -1622,6 +1622,54 @@ static void test_fetch_1000_keys_from_8_processes_one_origin_call_each(void **st
 	finish_clean(fx, true);
 }
 
+/* shmc_fetch_many without an uplink: a loader of the caller's is called
+ * once per missing key, one key after the other, and what it loads is
+ * stored like shmc_fetch's; without a loader every key fails alone. */
+static void test_fetch_many_without_uplink_loader_per_missing_key(void **state)
+{
+	struct fixture *fx = *state;
+	static struct neg_shared sh;
+	enum { N = 6 };
+	char keys[N][16];
+	unsigned char bufs[N][VALUE_BYTES];
+	struct shmc_fetch_item items[N];
+
+	memset(&sh, 0, sizeof sh);
+	assert_int_equal(seg_create(fx->name, &(struct seg_cfg){0}, &fx->c), 0);
+	for (unsigned i = 0; i < N; i++) {
+		size_t klen = (size_t)snprintf(keys[i], sizeof keys[i], "fm-%u", i);
+		items[i] = (struct shmc_fetch_item){
+			.key = keys[i], .klen = klen, .buf = bufs[i], .cap = VALUE_BYTES};
+	}
+	unsigned char small[8];
+	items[N - 1].buf = small; /* its value does not fit */
+	items[N - 1].cap = sizeof small;
+
+	/* no loader, no uplink: each item fails, nothing is left behind */
+	assert_int_equal(shmc_fetch_many(fx->c, items, N, NULL, NULL), 0);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(items[i].rc, SHMC_EUPLINK);
+
+	assert_int_equal(shmc_fetch_many(fx->c, items, N, value_loader, &sh), N - 1);
+	assert_int_equal(atomic_load(&sh.calls), N);
+	for (unsigned i = 0; i < N - 1; i++) {
+		uint64_t seq;
+		const char *bad = items[i].rc ? shmc_errname(items[i].rc)
+					      : value_problem(bufs[i], items[i].vlen, keys[i],
+							      items[i].klen, NULL, &seq);
+		if (bad)
+			fail_msg("%s: %s", keys[i], bad);
+	}
+	assert_int_equal(items[N - 1].rc, SHMC_ERANGE);
+	assert_int_equal(items[N - 1].vlen, VALUE_BYTES);
+
+	/* stored: the second call is all hits (the short buffer still short) */
+	assert_int_equal(shmc_fetch_many(fx->c, items, N, value_loader, &sh), N - 1);
+	assert_int_equal(atomic_load(&sh.calls), N);
+	assert_int_equal(stats_of(fx->c).origin_calls, N);
+	finish_clean(fx, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1636,6 +1684,7 @@ int main(void)
 		TEST(test_fetch_stale_if_error_serves_stale_until_window_end),
 		TEST(test_fetch_stale_if_error_refresh_retried_after_cooldown),
 		TEST(test_fetch_1000_keys_from_8_processes_one_origin_call_each),
+		TEST(test_fetch_many_without_uplink_loader_per_missing_key),
 		TEST(test_fetch_loader_euplink_reaches_filler_and_every_waiter),
 		TEST(test_fetch_loader_eio_reaches_filler_and_every_waiter),
 		TEST(test_fetch_loader_absent_reaches_every_waiter_and_is_cached),

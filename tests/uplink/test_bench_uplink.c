@@ -225,6 +225,42 @@ static void test_bench_uplink_short_run_reports_every_figure(void **state)
 	free(err);
 }
 
+/* --many: each worker thread's misses go out K at a time, so a process
+ * with one thread still sends batches of more than one key. */
+static void test_bench_uplink_many_batches_the_keys_of_one_call(void **state)
+{
+	(void)state;
+	char name[TU_NAME_MAX];
+	tu_segname(name, sizeof name, "bench-uplink-many");
+	/* clang-format off */
+	const char *args[] = {"--uplink", "--seconds", "0.4", "--rounds", "1", "--keys", "2000",
+			      "--procs", "2", "--threads", "1", "--many", "4",
+			      "--latency-samples", "100", "--bench-requests", "20000",
+			      "--name", name, "--json", NULL};
+	/* clang-format on */
+	char *out, *err;
+	int status = bench_run(args, &out, &err);
+	if (status != 0)
+		fail_msg("exit status %d; stdout: %s; stderr: %s", status, out, err);
+	char perr[160];
+	struct tu_json *j = tu_json_parse(out, strlen(out), perr, sizeof perr);
+	if (!j)
+		fail_msg("stdout is not one JSON value (%s): %s", perr, out);
+	assert_true(field(j, "ok")->boolean);
+	assert_int_equal((int)number(j, "keys_per_call"), 4);
+	assert_int_equal((int)number(j, "threads"), 1);
+	assert_int_equal((int)number(j, "errors"), 0);
+	assert_int_equal((int)number(j, "bad_values"), 0);
+	assert_true(number(j, "uplink_misses") > 0);
+	assert_true(number(j, "uplink_origin_calls") >= number(j, "uplink_misses"));
+	/* one shmc_fetch would make batches of one key here */
+	if (number(j, "uplink_batch_avg") < 2.0)
+		fail_msg("average batch %.2f, expected about 4", number(j, "uplink_batch_avg"));
+	tu_json_free(j);
+	free(out);
+	free(err);
+}
+
 static void test_bench_uplink_bad_option_is_usage_error(void **state)
 {
 	(void)state;
@@ -241,6 +277,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bench_uplink_short_run_reports_every_figure),
+		cmocka_unit_test(test_bench_uplink_many_batches_the_keys_of_one_call),
 		cmocka_unit_test(test_bench_uplink_bad_option_is_usage_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
