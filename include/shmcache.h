@@ -386,9 +386,13 @@ struct shmc_fetch_item {
  * loader NULL and an uplink, the misses this call fills go to the remote
  * tier together, as one pipelined batch: n misses cost one round trip and
  * one wait instead of n (a key another caller is already filling is
- * waited for, as shmc_fetch() would). With a loader, or without an uplink,
- * the keys are fetched one after the other. Each item's rc and vlen say
- * how its key went (an invalid key or buffer fails that item only).
+ * waited for, as shmc_fetch() would). Longer calls go out a batch at a
+ * time, so that one call never holds more fill leases than one batch's
+ * (the uplink's batch option, and at most an eighth of the segment's
+ * lease records, which every process's misses share). With a loader, or
+ * without an uplink, the keys are fetched one after the other. Each item's
+ * rc and vlen say how its key went (an invalid key or buffer fails that
+ * item only).
  * Returns the number of items whose rc is 0, or, with no item touched,
  * SHMC_EINVAL (c NULL, items NULL with n > 0, n > INT_MAX) or the error
  * that registering the calling thread met (as any call can).

@@ -740,7 +740,8 @@ static int check_item(shmc_cache *c, const struct shmc_fetch_item *it)
 }
 
 /* Without the uplink, or with a loader of the caller's (which takes one
- * key at a time), or short of memory: one shmc_fetch per key. */
+ * key at a time), or short of memory: one shmc_fetch per key. Returns how
+ * many succeeded. */
 static size_t fetch_each(shmc_cache *c, struct shmc_fetch_item *items, size_t n,
 			 shmc_loader_fn loader, void *arg)
 {
@@ -754,34 +755,29 @@ static size_t fetch_each(shmc_cache *c, struct shmc_fetch_item *items, size_t n,
 	return ok;
 }
 
-/* The misses this call fills go to the remote tier in one batch: first
- * every key is looked up and, if missing, its fill lease claimed (a key
- * another caller is filling is left for the end, where it is waited for
- * as shmc_fetch would); then one shmc__uplink_get_many; then each claimed
- * key is filled with its answer, exactly as shmc_fetch fills (the answer
- * standing in for the loader's result). */
-int shmc_fetch_many(shmc_cache *c, struct shmc_fetch_item *items, size_t n, shmc_loader_fn loader,
-		    void *arg)
+/* How many keys of a shmc_fetch_many call hold fill leases at a time: one
+ * uplink batch, and never more than an eighth of the host's lease records
+ * (every other caller's misses need them too). */
+static size_t many_chunk(shmc_cache *c)
 {
-	if (!c)
-		return SHMC_EINVAL;
-	if (!items && n)
-		return shmc__fail(c, SHMC_EINVAL, "NULL items");
-	if (n > INT_MAX)
-		return shmc__fail(c, SHMC_EINVAL, "%zu items: at most INT_MAX per call", n);
-	int err = 0;
-	struct shmc__tctx *t = shmc__tctx_get(c, &err);
-	if (!t)
-		return err;
-	if (loader || !c->uplink || n > SIZE_MAX / sizeof(struct many_key))
-		return (int)fetch_each(c, items, n, loader, arg);
-	struct many_key *keys = shmc__zalloc(n * sizeof(*keys));
-	struct shmc__uplink_answer *answers = shmc__zalloc(n * sizeof(*answers));
-	if (!keys || !answers) {
-		shmc__free(keys);
-		shmc__free(answers);
-		return (int)fetch_each(c, items, n, NULL, NULL);
-	}
+	size_t batch = shmc__uplink_batch(c), share = c->geo.nleases / 8;
+	if (!share)
+		share = 1;
+	return batch < share ? batch : share;
+}
+
+/* items[0..n), n no more than many_chunk: their misses go to the remote
+ * tier in one batch. First every key is looked up and, if missing, its
+ * fill lease claimed (a key another caller is filling is left for the
+ * end, where it is waited for as shmc_fetch would, with no lease of ours
+ * held any more); then one shmc__uplink_get_many; then each claimed key is
+ * filled with its answer, exactly as shmc_fetch fills (the answer
+ * standing in for the loader's result). Returns how many succeeded. */
+static size_t fetch_chunk(shmc_cache *c, struct shmc__tctx *t, struct shmc_fetch_item *items,
+			  size_t n, struct many_key *keys, struct shmc__uplink_answer *answers)
+{
+	memset(keys, 0, n * sizeof(*keys));
+	memset(answers, 0, n * sizeof(*answers));
 	size_t nclaimed = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct shmc_fetch_item *it = &items[i];
@@ -832,6 +828,37 @@ int shmc_fetch_many(shmc_cache *c, struct shmc_fetch_item *items, size_t n, shmc
 		if (!keys[i].done)
 			items[i].rc = fetch_run(&keys[i].f);
 		ok += items[i].rc == 0;
+	}
+	return ok;
+}
+
+int shmc_fetch_many(shmc_cache *c, struct shmc_fetch_item *items, size_t n, shmc_loader_fn loader,
+		    void *arg)
+{
+	if (!c)
+		return SHMC_EINVAL;
+	if (!items && n)
+		return shmc__fail(c, SHMC_EINVAL, "NULL items");
+	if (n > INT_MAX)
+		return shmc__fail(c, SHMC_EINVAL, "%zu items: at most INT_MAX per call", n);
+	int err = 0;
+	struct shmc__tctx *t = shmc__tctx_get(c, &err);
+	if (!t)
+		return err;
+	if (loader || !c->uplink || !n)
+		return (int)fetch_each(c, items, n, loader, arg);
+	size_t chunk = many_chunk(c);
+	if (chunk > n)
+		chunk = n;
+	struct many_key *keys = shmc__zalloc(chunk * sizeof(*keys));
+	struct shmc__uplink_answer *answers = shmc__zalloc(chunk * sizeof(*answers));
+	size_t ok = 0;
+	if (keys && answers) {
+		for (size_t i = 0; i < n; i += chunk)
+			ok += fetch_chunk(c, t, items + i, n - i < chunk ? n - i : chunk, keys,
+					  answers);
+	} else {
+		ok = fetch_each(c, items, n, NULL, NULL);
 	}
 	shmc__free(keys);
 	shmc__free(answers);

@@ -632,6 +632,11 @@ static int call(shmc_cache *c, struct shmc__rop *op)
 	return remote_failure(c, op);
 }
 
+size_t shmc__uplink_batch(shmc_cache *c)
+{
+	return c->uplink ? c->uplink->cfg.batch : 1;
+}
+
 int shmc__uplink_get_many(shmc_cache *c, struct shmc__uplink_answer *answers, size_t n)
 {
 	struct shmc__uplink *u = c->uplink;

@@ -49,6 +49,9 @@ struct shmc__uplink_answer {
 	struct shmc__rop op; /* the caller sets op.key and op.klen */
 };
 
+/* The uplink's batch option: the most operations one round trip carries. */
+size_t shmc__uplink_batch(struct shmc_cache *c);
+
 /* GET answers[0..n) through the uplink thread at once: one pipelined
  * batch (or more, past the batch option), one wait. Each answer's outcome
  * is in its op. Returns 0, SHMC_EUPLINK (no uplink) or SHMC_ENOMEM. */

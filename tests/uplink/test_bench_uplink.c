@@ -112,6 +112,20 @@ static double number(const struct tu_json *obj, const char *name)
 	return v->number;
 }
 
+/* Run the bench with args (ending in --json); it must succeed and print
+ * one JSON value on stdout, nothing else. The caller frees all three. */
+static struct tu_json *run_json(const char *const *args, char **out, char **err)
+{
+	int status = bench_run(args, out, err);
+	if (status != 0)
+		fail_msg("exit status %d; stdout: %s; stderr: %s", status, *out, *err);
+	char perr[160];
+	struct tu_json *j = tu_json_parse(*out, strlen(*out), perr, sizeof perr);
+	if (!j)
+		fail_msg("stdout is not one JSON value (%s): %s", perr, *out);
+	return j;
+}
+
 static void test_bench_uplink_short_run_reports_every_figure(void **state)
 {
 	(void)state;
@@ -123,15 +137,7 @@ static void test_bench_uplink_short_run_reports_every_figure(void **state)
 			      "--bench-requests", "20000", "--name", name, "--json", NULL};
 	/* clang-format on */
 	char *out, *err;
-	int status = bench_run(args, &out, &err);
-	if (status != 0)
-		fail_msg("exit status %d; stdout: %s; stderr: %s", status, out, err);
-
-	/* --json: one object on stdout, nothing else */
-	char perr[160];
-	struct tu_json *j = tu_json_parse(out, strlen(out), perr, sizeof perr);
-	if (!j)
-		fail_msg("stdout is not one JSON value (%s): %s", perr, out);
+	struct tu_json *j = run_json(args, &out, &err);
 	assert_int_equal(j->type, TU_JSON_OBJECT);
 	assert_true(field(j, "uplink")->boolean);
 	assert_true(field(j, "ok")->boolean);
@@ -239,13 +245,7 @@ static void test_bench_uplink_many_batches_the_keys_of_one_call(void **state)
 			      "--name", name, "--json", NULL};
 	/* clang-format on */
 	char *out, *err;
-	int status = bench_run(args, &out, &err);
-	if (status != 0)
-		fail_msg("exit status %d; stdout: %s; stderr: %s", status, out, err);
-	char perr[160];
-	struct tu_json *j = tu_json_parse(out, strlen(out), perr, sizeof perr);
-	if (!j)
-		fail_msg("stdout is not one JSON value (%s): %s", perr, out);
+	struct tu_json *j = run_json(args, &out, &err);
 	assert_true(field(j, "ok")->boolean);
 	assert_int_equal((int)number(j, "keys_per_call"), 4);
 	assert_int_equal((int)number(j, "threads"), 1);

@@ -751,44 +751,7 @@ static void test_uplink_redis_absent_key_cached_as_negative_entry(void **state)
 	assert_int_equal(command_calls("get"), gets + 2);
 }
 
-/* ========================================================== the herd */
-
-struct herd {
-	_Atomic unsigned ready;
-	_Atomic unsigned right;
-	char name[TU_NAME_MAX];
-	char uri[256];
-	char key[256];
-};
-
-static int herd_child(unsigned index, void *arg)
-{
-	struct herd *h = arg;
-	shmc_opts *o;
-	shmc_cache *c;
-	char buf[64];
-	size_t vlen;
-
-	(void)index;
-	if (shmc_opts_create(&o) || shmc_opts_set_sweeper(o, 0) ||
-	    shmc_opts_set_uplink(o, h->uri) || shmc_open(h->name, o, 0, &c)) {
-		tu_child_log("open: %s", shmc_errmsg(NULL));
-		return 1;
-	}
-	shmc_opts_destroy(o);
-	tu_barrier_wait(&h->ready, HERD);
-	int rc = shmc_fetch(c, h->key, strlen(h->key), buf, sizeof buf, &vlen, NULL, NULL);
-	if (rc) {
-		tu_child_log("fetch: %s (%s)", shmc_errname(rc), shmc_errmsg(c));
-	} else if (vlen != 10 || memcmp(buf, "herd value", 10) != 0) {
-		tu_child_log("fetch: '%.*s'", (int)vlen, buf);
-		rc = 1;
-	} else {
-		atomic_fetch_add(&h->right, 1);
-	}
-	shmc_close(c);
-	return rc ? 1 : 0;
-}
+/* ============================================ threads of one process */
 
 /* Threads of one process missing distinct keys at once: each call is run
  * by whoever holds the uplink's queue at that moment (the caller itself,
@@ -913,35 +876,7 @@ static void test_uplink_redis_threads_fetch_many_at_once_each_get_their_own_valu
 	crowd_run(*state, 8);
 }
 
-static void test_uplink_redis_herd_of_32_processes_makes_one_get(void **state)
-{
-	struct fx *fx = *state;
-	struct herd *h = tu_shared_alloc(sizeof *h);
-	pid_t pids[HERD];
-
-	assert_non_null(h);
-	fx->c = open_fresh(fx, &(struct seg_opts){0});
-	snprintf(h->name, sizeof h->name, "%s", fx->name);
-	redis_uri(h->uri, sizeof h->uri, "");
-	key_of(fx, h->key, sizeof h->key, "herd");
-	raw_ok("SET %s %s", h->key, "herd value");
-
-	uint64_t gets = command_calls("get");
-	assert_int_equal(tu_fork_start(HERD, herd_child, h, CHILD_WATCHDOG_S, pids), HERD);
-	assert_int_equal(tu_fork_wait(HERD, pids), 0);
-	uint64_t remote_gets = command_calls("get") - gets;
-	struct shmc_stats st = stats_of(fx->c);
-	print_message("herd of %u processes: %llu remote GET, %llu origin calls, %llu coalesced "
-		      "waits\n",
-		      HERD, (unsigned long long)remote_gets, (unsigned long long)st.origin_calls,
-		      (unsigned long long)st.coalesced_waits);
-	assert_int_equal(atomic_load(&h->right), HERD);
-	assert_int_equal(remote_gets, 1);
-	assert_int_equal(st.origin_calls, 1);
-	tu_shared_free(h, sizeof *h);
-}
-
-/* ========================================================= fetch_many */
+/* ======================================================= keys in Redis */
 
 enum { MANY_KEYS = 10 };
 
@@ -966,6 +901,100 @@ static void expect_item(const struct shmc_fetch_item *it, int rc, const char *va
 		fail_msg("item %.*s: '%.*s', expected '%s'", (int)it->klen,
 			 (const char *)it->key, (int)it->vlen, (const char *)it->buf, value);
 }
+
+/* ========================================================== the herd */
+
+/* HERD processes ask for the same keys at once (each key's value is its
+ * name), each in its own order: one key with shmc_fetch, or MANY_KEYS
+ * with one shmc_fetch_many. The fill leases make it one remote GET per
+ * key; nobody waits for itself or for another forever. */
+struct herd {
+	_Atomic unsigned ready;
+	_Atomic unsigned right;
+	char name[TU_NAME_MAX];
+	char uri[256];
+	unsigned nkeys; /* 1: shmc_fetch; else shmc_fetch_many */
+	char keys[MANY_KEYS][256];
+};
+
+static int herd_child(unsigned index, void *arg)
+{
+	struct herd *h = arg;
+	shmc_opts *o;
+	shmc_cache *c;
+	char bufs[MANY_KEYS][256];
+	struct shmc_fetch_item items[MANY_KEYS];
+
+	if (shmc_opts_create(&o) || shmc_opts_set_sweeper(o, 0) ||
+	    shmc_opts_set_uplink(o, h->uri) || shmc_open(h->name, o, 0, &c)) {
+		tu_child_log("open: %s", shmc_errmsg(NULL));
+		return 1;
+	}
+	shmc_opts_destroy(o);
+	for (unsigned i = 0; i < h->nkeys; i++) {
+		/* 3 is prime to MANY_KEYS: every order a rotation of another */
+		const char *k = h->keys[(i * 3 + index) % h->nkeys];
+		items[i] = (struct shmc_fetch_item){
+			.key = k, .klen = strlen(k), .buf = bufs[i], .cap = sizeof bufs[i]};
+	}
+	tu_barrier_wait(&h->ready, HERD);
+	if (h->nkeys == 1)
+		items[0].rc = shmc_fetch(c, items[0].key, items[0].klen, bufs[0], sizeof bufs[0],
+					 &items[0].vlen, NULL, NULL);
+	else
+		shmc_fetch_many(c, items, h->nkeys, NULL, NULL);
+	unsigned wrong = 0;
+	for (unsigned i = 0; i < h->nkeys; i++)
+		if (items[i].rc || items[i].vlen != items[i].klen ||
+		    memcmp(items[i].buf, items[i].key, items[i].klen) != 0) {
+			tu_child_log("%s: %s (%s)", (const char *)items[i].key,
+				     shmc_errname(items[i].rc), shmc_errmsg(c));
+			wrong++;
+		}
+	if (!wrong)
+		atomic_fetch_add(&h->right, 1);
+	shmc_close(c);
+	return wrong ? 1 : 0;
+}
+
+static void herd_run(struct fx *fx, unsigned nkeys)
+{
+	struct herd *h = tu_shared_alloc(sizeof *h);
+	pid_t pids[HERD];
+
+	assert_non_null(h);
+	fx->c = open_fresh(fx, &(struct seg_opts){0});
+	snprintf(h->name, sizeof h->name, "%s", fx->name);
+	redis_uri(h->uri, sizeof h->uri, "");
+	h->nkeys = nkeys;
+	many_keys(fx, h->keys, nkeys);
+
+	uint64_t gets = command_calls("get");
+	assert_int_equal(tu_fork_start(HERD, herd_child, h, CHILD_WATCHDOG_S, pids), HERD);
+	assert_int_equal(tu_fork_wait(HERD, pids), 0);
+	uint64_t remote_gets = command_calls("get") - gets;
+	struct shmc_stats st = stats_of(fx->c);
+	print_message("herd of %u processes x %u key(s): %llu remote GET, %llu origin calls, "
+		      "%llu coalesced waits\n",
+		      HERD, nkeys, (unsigned long long)remote_gets,
+		      (unsigned long long)st.origin_calls, (unsigned long long)st.coalesced_waits);
+	assert_int_equal(atomic_load(&h->right), HERD);
+	assert_int_equal(remote_gets, nkeys);
+	assert_int_equal(st.origin_calls, nkeys);
+	tu_shared_free(h, sizeof *h);
+}
+
+static void test_uplink_redis_herd_of_32_processes_makes_one_get(void **state)
+{
+	herd_run(*state, 1);
+}
+
+static void test_uplink_redis_fetch_many_herd_of_32_processes_one_get_per_key(void **state)
+{
+	herd_run(*state, MANY_KEYS);
+}
+
+/* ========================================================= fetch_many */
 
 static void test_uplink_redis_fetch_many_sends_the_misses_in_one_batch(void **state)
 {
@@ -1022,6 +1051,29 @@ static void test_uplink_redis_fetch_many_sends_the_misses_in_one_batch(void **st
 	assert_int_equal(shmc_fetch_many(NULL, items, 1, NULL, NULL), SHMC_EINVAL);
 	assert_int_equal(shmc_fetch_many(fx->c, NULL, 1, NULL, NULL), SHMC_EINVAL);
 	assert_int_equal(shmc_fetch_many(fx->c, NULL, 0, NULL, NULL), 0);
+}
+
+/* A call longer than the uplink's batch holds one batch of leases at a
+ * time: 10 keys with batch=4 go out in 3 round trips. */
+static void test_uplink_redis_fetch_many_longer_than_a_batch_goes_a_batch_at_a_time(void **state)
+{
+	struct fx *fx = *state;
+	char uri[256], keys[MANY_KEYS][256], bufs[MANY_KEYS][256];
+	struct shmc_fetch_item items[MANY_KEYS];
+	fx->c = open_fresh(fx, &(struct seg_opts){.uri = redis_uri(uri, sizeof uri, "batch=4")});
+	many_keys(fx, keys, MANY_KEYS);
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		items[i] = (struct shmc_fetch_item){
+			.key = keys[i], .klen = strlen(keys[i]), .buf = bufs[i], .cap = 256};
+	struct shmc_stats st0 = stats_of(fx->c);
+	uint64_t gets = command_calls("get");
+	assert_int_equal(shmc_fetch_many(fx->c, items, MANY_KEYS, NULL, NULL), MANY_KEYS);
+	struct shmc_stats st1 = stats_of(fx->c);
+	for (unsigned i = 0; i < MANY_KEYS; i++)
+		expect_item(&items[i], 0, keys[i]);
+	assert_int_equal(command_calls("get") - gets, MANY_KEYS);
+	assert_int_equal(st1.uplink_batches - st0.uplink_batches, 3);
+	assert_int_equal(st1.uplink_ops - st0.uplink_ops, MANY_KEYS);
 }
 
 static unsigned many_loader_calls;
@@ -1096,74 +1148,6 @@ static void test_uplink_redis_fetch_many_server_killed_every_miss_fails(void **s
 			fail_msg("fetch_many still failing 5 s after the restart");
 	for (unsigned i = 0; i < MANY_KEYS; i++)
 		expect_item(&items[i], 0, keys[i]);
-}
-
-/* Processes asking for the same keys in different orders, at once: each
- * key is fetched from Redis once (the fill leases), nobody waits for
- * itself or for another forever, everyone gets every value. */
-struct herd_many {
-	_Atomic unsigned ready;
-	_Atomic unsigned right;
-	char name[TU_NAME_MAX];
-	char uri[256];
-	char keys[MANY_KEYS][256];
-};
-
-static int herd_many_child(unsigned index, void *arg)
-{
-	struct herd_many *h = arg;
-	shmc_opts *o;
-	shmc_cache *c;
-	char bufs[MANY_KEYS][256];
-	struct shmc_fetch_item items[MANY_KEYS];
-
-	if (shmc_opts_create(&o) || shmc_opts_set_sweeper(o, 0) ||
-	    shmc_opts_set_uplink(o, h->uri) || shmc_open(h->name, o, 0, &c)) {
-		tu_child_log("open: %s", shmc_errmsg(NULL));
-		return 1;
-	}
-	shmc_opts_destroy(o);
-	for (unsigned i = 0; i < MANY_KEYS; i++) {
-		const char *k = h->keys[(i * 3 + index) % MANY_KEYS]; /* 3 is prime to 10 */
-		items[i] = (struct shmc_fetch_item){
-			.key = k, .klen = strlen(k), .buf = bufs[i], .cap = sizeof bufs[i]};
-	}
-	tu_barrier_wait(&h->ready, HERD);
-	int ok = shmc_fetch_many(c, items, MANY_KEYS, NULL, NULL), wrong = 0;
-	for (unsigned i = 0; i < MANY_KEYS; i++)
-		if (items[i].rc || items[i].vlen != items[i].klen ||
-		    memcmp(items[i].buf, items[i].key, items[i].klen) != 0) {
-			tu_child_log("%s: %s (%s)", (const char *)items[i].key,
-				     shmc_errname(items[i].rc), shmc_errmsg(c));
-			wrong++;
-		}
-	if (!wrong && ok == MANY_KEYS)
-		atomic_fetch_add(&h->right, 1);
-	shmc_close(c);
-	return wrong ? 1 : 0;
-}
-
-static void test_uplink_redis_fetch_many_herd_of_32_processes_one_get_per_key(void **state)
-{
-	struct fx *fx = *state;
-	struct herd_many *h = tu_shared_alloc(sizeof *h);
-	pid_t pids[HERD];
-
-	assert_non_null(h);
-	fx->c = open_fresh(fx, &(struct seg_opts){0});
-	snprintf(h->name, sizeof h->name, "%s", fx->name);
-	redis_uri(h->uri, sizeof h->uri, "");
-	many_keys(fx, h->keys, MANY_KEYS);
-
-	uint64_t gets = command_calls("get");
-	assert_int_equal(tu_fork_start(HERD, herd_many_child, h, CHILD_WATCHDOG_S, pids), HERD);
-	assert_int_equal(tu_fork_wait(HERD, pids), 0);
-	uint64_t remote_gets = command_calls("get") - gets;
-	print_message("herd of %u processes x %u keys: %llu remote GET\n", HERD, MANY_KEYS,
-		      (unsigned long long)remote_gets);
-	assert_int_equal(atomic_load(&h->right), HERD);
-	assert_int_equal(remote_gets, MANY_KEYS);
-	tu_shared_free(h, sizeof *h);
 }
 
 /* ======================================================== the outage */
@@ -1716,6 +1700,7 @@ int main(void)
 		TEST(test_uplink_redis_threads_of_one_process_each_get_their_own_value),
 		TEST(test_uplink_redis_threads_fetch_many_at_once_each_get_their_own_values),
 		TEST(test_uplink_redis_fetch_many_sends_the_misses_in_one_batch),
+		TEST(test_uplink_redis_fetch_many_longer_than_a_batch_goes_a_batch_at_a_time),
 		TEST(test_uplink_redis_fetch_many_with_a_loader_calls_it_per_missing_key),
 		TEST(test_uplink_redis_fetch_many_server_killed_every_miss_fails),
 		TEST(test_uplink_redis_fetch_many_herd_of_32_processes_one_get_per_key),
