@@ -9,9 +9,10 @@
  * in one run:
  *
  *   1. uplink miss throughput: P processes x T threads call shmc_fetch with
- *      no loader, each on a key deleted from L1 just before, so that every
- *      call is a remote miss; each process's uplink thread batches and
- *      pipelines the misses of its threads (GET + PTTL per key);
+ *      no loader (or, with --many K, shmc_fetch_many on K keys), each on
+ *      keys deleted from L1 just before, so that every key is a remote
+ *      miss; each process's uplink batches and pipelines the misses of its
+ *      threads (GET + PTTL per key);
  *   2. redis-benchmark -t get on the same server, with one connection per
  *      uplink (P) and the pipelining depth the uplink's batches had on
  *      average in (1); the ratio (1) / (2) is what the uplink delivers of
@@ -23,6 +24,11 @@
  *      timed shmc_fetch miss and a timed hiredis GET of its own on a
  *      connection of the same type; p50 and p99 of each and their
  *      differences (target: p50 added <= 20 us).
+ *
+ * --idle-poll holds the kernel's PM QoS CPU latency at 0 for the run, so
+ * that idle CPUs poll instead of halting: on a VM, waking a thread on a
+ * halted vCPU costs an exit to the hypervisor, which makes both sides wait
+ * on round trips; polling, both are bound by CPU instead.
  *
  * The server is stopped at the end, on every failure path and after
  * SIGINT / SIGTERM; it also dies with the bench (PR_SET_PDEATHSIG).
@@ -86,7 +92,7 @@ struct up_config {
 	uint64_t keys;
 	size_t value_size;
 	unsigned procs, threads;
-	unsigned many;  /* keys per shmc_fetch_many call; 0 = shmc_fetch */
+	unsigned many;	/* keys per shmc_fetch_many call; 0 = shmc_fetch */
 	bool idle_poll; /* idle CPUs poll instead of halting during the run */
 	unsigned batch; /* the uplink's batch option (URI), 0 = not given */
 	double seconds; /* of (1), all rounds together */
@@ -958,7 +964,8 @@ static void print_result(const struct up_config *cfg, const struct server *s,
 		       "\"host_steal_pct\":%.1f,",
 		       cfg->transport == T_UNIX ? "unix" : "tcp", cfg->keys, UP_KEY_BYTES,
 		       cfg->value_size, cfg->procs, cfg->threads, cfg->many ? cfg->many : 1,
-		       cfg->idle_poll ? "true" : "false", cfg->batch ? cfg->batch : UP_DEFAULT_BATCH, res->rounds, r->seconds, r->ops,
+		       cfg->idle_poll ? "true" : "false",
+		       cfg->batch ? cfg->batch : UP_DEFAULT_BATCH, res->rounds, r->seconds, r->ops,
 		       r->ops_per_sec, r->batch_avg, r->origin_calls, r->uplink_ops,
 		       r->uplink_batches, r->errors, r->bad_values, r->client_cpu_us,
 		       r->server_cpu_us, r->bench_client_cpu_us, r->bench_server_cpu_us,
@@ -982,8 +989,8 @@ static void print_result(const struct up_config *cfg, const struct server *s,
 		return;
 	}
 	printf("\nthroughput of misses, %u connection%s each, %s (CPU per op in us)%s\n",
-	       cfg->procs, cfg->procs == 1 ? "" : "s",
-	       cfg->many ? "shmc_fetch_many" : "shmc_fetch", cfg->idle_poll ? ", idle CPUs poll" : "");
+	       cfg->procs, cfg->procs == 1 ? "" : "s", cfg->many ? "shmc_fetch_many" : "shmc_fetch",
+	       cfg->idle_poll ? ", idle CPUs poll" : "");
 	printf("%-7s %11s %6s %8s %8s | %4s %11s %8s %8s | %6s\n", "", "uplink", "", "client",
 	       "server", "", "redis-bench", "client", "server", "");
 	printf("%-7s %11s %6s %8s %8s | %4s %11s %8s %8s | %6s\n", "round", "ops/s", "batch",

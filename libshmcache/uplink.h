@@ -61,8 +61,8 @@ int shmc__uplink_get_many(struct shmc_cache *c, struct shmc__uplink_answer *answ
  * shmc__uplink_loader would have: the value (handed over: *val is the
  * caller's), a TTL capped by the remote one, SHMC_ENOTFOUND, or
  * SHMC_EUPLINK with the reason recorded. */
-int shmc__uplink_answer_loader(void *arg, const void *key, size_t klen, void **val,
-			       size_t *vlen, uint32_t *ttl_ms);
+int shmc__uplink_answer_loader(void *arg, const void *key, size_t klen, void **val, size_t *vlen,
+			       uint32_t *ttl_ms);
 
 /* Remote SET with PX ttl_ms (0 = none) or DEL. wait: return the remote
  * answer (write-through); else queue and return at once (write-behind:

@@ -898,8 +898,8 @@ static void expect_item(const struct shmc_fetch_item *it, int rc, const char *va
 		fail_msg("item %.*s: %s, expected %s", (int)it->klen, (const char *)it->key,
 			 shmc_errname(it->rc), shmc_errname(rc));
 	if (value && (it->vlen != strlen(value) || memcmp(it->buf, value, it->vlen) != 0))
-		fail_msg("item %.*s: '%.*s', expected '%s'", (int)it->klen,
-			 (const char *)it->key, (int)it->vlen, (const char *)it->buf, value);
+		fail_msg("item %.*s: '%.*s', expected '%s'", (int)it->klen, (const char *)it->key,
+			 (int)it->vlen, (const char *)it->buf, value);
 }
 
 /* ========================================================== the herd */
@@ -1117,8 +1117,8 @@ static void test_uplink_redis_fetch_many_server_killed_every_miss_fails(void **s
 {
 	struct fx *fx = *state;
 	char uri[256], keys[MANY_KEYS][256], bufs[MANY_KEYS][256];
-	fx->c = open_fresh(fx, &(struct seg_opts){.uri = redis_uri(
-						   uri, sizeof uri, "command_timeout_ms=500")});
+	fx->c = open_fresh(fx, &(struct seg_opts){.uri = redis_uri(uri, sizeof uri,
+								   "command_timeout_ms=500")});
 	many_keys(fx, keys, MANY_KEYS);
 	expect_fetch(fx->c, keys[0], keys[0]); /* a hit survives the outage */
 	struct shmc_fetch_item items[MANY_KEYS];
