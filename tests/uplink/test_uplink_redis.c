@@ -1720,5 +1720,11 @@ int main(void)
 		TEST(test_uplink_redis_write_behind_lands_in_redis_eventually),
 	};
 
+	/* SHMC_TEST_FILTER=pattern (cmocka's, with * and ?) runs the matching
+	 * tests only: the threaded ones under TSan, say, which cannot follow
+	 * a forked child that starts threads. */
+	const char *filter = getenv("SHMC_TEST_FILTER");
+	if (filter && *filter)
+		cmocka_set_test_filter(filter);
 	return cmocka_run_group_tests(tests, env_load, NULL);
 }
