@@ -446,7 +446,15 @@ static int misses_many(struct up_thread *th, uint64_t *rng, struct shmc_fetch_it
 	const struct up_config *cfg = th->run->cfg;
 	size_t cap = cfg->value_size ? cfg->value_size : 1;
 	for (unsigned k = 0; k < cfg->many; k++) {
-		ids[k] = range_map(xorshift_next(rng), cfg->keys);
+		/* K distinct keys: a key twice in one call is one miss and a
+		 * hit, and every key here is to be a remote miss */
+		bool again;
+		do {
+			ids[k] = range_map(xorshift_next(rng), cfg->keys);
+			again = false;
+			for (unsigned j = 0; j < k; j++)
+				again |= ids[j] == ids[k];
+		} while (again);
 		key_of(keys[k], ids[k]);
 		int rc = shmc_del(th->c, keys[k], UP_KEY_BYTES);
 		if (rc && rc != SHMC_ENOTFOUND)
@@ -1223,6 +1231,13 @@ static int up_parse(int argc, char **argv, struct up_config *cfg)
 	}
 	if (bench_no_operands(argc, argv) != 0)
 		return -1;
+	if (cfg->many > cfg->keys) {
+		fprintf(stderr,
+			"shmcache-bench: uplink: --many %u: a call's keys are distinct, and there "
+			"are only %" PRIu64 " (--keys)\n",
+			cfg->many, cfg->keys);
+		return -1;
+	}
 	return 0;
 }
 
