@@ -271,6 +271,13 @@ static void test_bench_uplink_bad_option_is_usage_error(void **state)
 	assert_non_null(strstr(err, "--transport"));
 	free(out);
 	free(err);
+
+	/* a call's keys are distinct: no more of them than there are keys */
+	const char *more[] = {"--uplink", "--keys", "3", "--many", "4", NULL};
+	assert_int_equal(bench_run(more, &out, &err), 2);
+	assert_non_null(strstr(err, "--many"));
+	free(out);
+	free(err);
 }
 
 int main(void)
