@@ -474,6 +474,31 @@ static int misses_many(struct up_thread *th, uint64_t *rng, struct shmc_fetch_it
 	return first;
 }
 
+/* The timed loop of --many: misses_many until the deadline. */
+static void many_loop(struct up_thread *th, uint64_t *rng, uint64_t deadline)
+{
+	const struct up_config *cfg = th->run->cfg;
+	struct up_shared *sh = th->run->sh;
+	size_t cap = cfg->value_size ? cfg->value_size : 1;
+	struct shmc_fetch_item *items = calloc(cfg->many, sizeof *items);
+	char(*keys)[UP_KEY_BYTES] = calloc(cfg->many, UP_KEY_BYTES);
+	unsigned char *bufs = calloc(cfg->many, cap);
+	uint64_t *ids = calloc(cfg->many, sizeof *ids);
+	if (!items || !keys || !bufs || !ids)
+		up_error(sh, th->slot, SHMC_ENOMEM, "worker buffers");
+	else
+		while (now_ns() < deadline && !bench_interrupted) {
+			int rc = misses_many(th, rng, items, keys, bufs, ids);
+			th->slot->ops += cfg->many;
+			if (rc)
+				up_error(sh, th->slot, rc, shmc_errmsg(th->c));
+		}
+	free(items);
+	free(keys);
+	free(bufs);
+	free(ids);
+}
+
 static void *up_thread_main(void *arg)
 {
 	struct up_thread *th = arg;
@@ -503,22 +528,7 @@ static void *up_thread_main(void *arg)
 		sleep_us(100);
 	uint64_t deadline = atomic_load(&sh->deadline_ns);
 	if (cfg->many) {
-		struct shmc_fetch_item *items = calloc(cfg->many, sizeof *items);
-		char(*keys)[UP_KEY_BYTES] = calloc(cfg->many, UP_KEY_BYTES);
-		unsigned char *bufs = calloc(cfg->many, cap);
-		uint64_t *ids = calloc(cfg->many, sizeof *ids);
-		while (items && keys && bufs && ids && now_ns() < deadline && !bench_interrupted) {
-			int rc = misses_many(th, &rng, items, keys, bufs, ids);
-			th->slot->ops += cfg->many;
-			if (rc)
-				up_error(sh, th->slot, rc, shmc_errmsg(th->c));
-		}
-		if (!items || !keys || !bufs || !ids)
-			up_error(sh, th->slot, SHMC_ENOMEM, "worker buffers");
-		free(items);
-		free(keys);
-		free(bufs);
-		free(ids);
+		many_loop(th, &rng, deadline);
 		free(buf);
 		return NULL;
 	}

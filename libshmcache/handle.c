@@ -273,7 +273,7 @@ int shmc_open(const char *name, const shmc_opts *o, int flags, shmc_cache **out)
 		free(c->uplink_uri);
 		shmc__segment_close(c);
 		pthread_mutex_destroy(&c->lock);
-	pthread_mutex_destroy(&c->reap_lock);
+		pthread_mutex_destroy(&c->reap_lock);
 		shmc__free(c);
 		return shmc__fail(NULL, rc, "%s", msg);
 	}

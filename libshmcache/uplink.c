@@ -495,10 +495,13 @@ static void *uplink_main(void *arg)
 		if (now >= next_tick) {
 			tick(u);
 			next_tick = now + IDLE_TICK_MS;
-		}
-		if (t) {
-			count_backend(u, t);
-			publish_nodes(u, t);
+			/* run_batch counts and publishes what a batch did; this
+			 * is for the health checks and topology refreshes, and
+			 * for a breaker turning half-open with time */
+			if (t) {
+				count_backend(u, t);
+				publish_nodes(u, t);
+			}
 		}
 		pthread_mutex_unlock(&u->exec_lock);
 		if (ran || linger(u))
@@ -704,13 +707,11 @@ int shmc__uplink_loader(void *arg, const void *key, size_t klen, void **val, siz
 			uint32_t *ttl_ms)
 {
 	shmc_cache *c = arg;
-	struct shmc__uplink_answer a = {
-		.c = c, .op = {.kind = SHMC__ROP_GET, .key = key, .klen = klen}};
-	int rc = call(c, &a.op);
-	if (rc) {
-		free(a.op.val_out);
-		return rc;
-	}
+	if (!c->uplink)
+		return shmc__fail(c, SHMC_EUPLINK, "no uplink configured");
+	struct uplink_req r = {.op = {.kind = SHMC__ROP_GET, .key = key, .klen = klen}};
+	submit_and_wait(c->uplink, &r, 1);
+	struct shmc__uplink_answer a = {.c = c, .op = r.op};
 	return shmc__uplink_answer_loader(&a, key, klen, val, vlen, ttl_ms);
 }
 
